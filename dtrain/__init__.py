@@ -1,0 +1,91 @@
+"""dtrain: a small, readable PyTorch-like tensor library with autograd over numpy, built for
+data-parallel training across processes.
+
+>>> import dtrain
+>>> x = dtrain.ones(2, 2, requires_grad=True)
+>>> y = x + 2
+>>> y.grad_fn
+<AddBackward0 object at 0x...>
+"""
+from . import _dtypes
+from ._dtypes import (device, float16, float32, float64, get_default_dtype, int8, int16, int32,
+                      int64, set_default_dtype, uint8)
+from ._dtypes import bool_ as bool
+from ._dtypes import dtype
+from .tensor import Size, Tensor
+from . import _tensor_methods  # noqa: F401  (attaches ops to Tensor)
+from . import autograd
+from ._repr import set_printoptions
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (arange, as_tensor, asarray, empty, empty_like, eye, from_numpy, full,
+                       full_like, linspace, manual_seed, normal, ones, ones_like, rand,
+                       rand_like, randint, randint_like, randn, randn_like, randperm, seed,
+                       tensor, zeros, zeros_like)
+from .ops.elementwise import (abs, absolute, add, allclose, bitwise_and, bitwise_not, bitwise_or,
+                              bitwise_xor, ceil, clamp, clip, clone, cos, div, divide, eq, equal,
+                              exp, floor, floor_divide, ge, greater, greater_equal, gt, isclose,
+                              isfinite, isinf, isnan, le, less, less_equal, log, logical_and,
+                              logical_not, logical_or, logical_xor, lt, masked_fill, maximum,
+                              minimum, mul, ne, neg, negative, not_equal, pow, reciprocal,
+                              remainder, round, rsqrt, rsub, sigmoid, sign, sin, sqrt, square,
+                              sub, tanh, true_divide, trunc, where)
+from .ops.elementwise import relu
+from .ops.index import getitem as _getitem  # noqa: F401
+from .ops.linalg import bmm, dot, ger, matmul, mm, mv, outer
+from .ops.reduce import (all, amax, amin, any, argmax, argmin, argsort, log_softmax, logsumexp,
+                         max, mean, min, prod, softmax, sort, std, sum, var)
+from . import return_types
+from .ops.shape import (cat, chunk, concat, concatenate, expand_as, flatten, flip, narrow,
+                        permute, repeat, reshape, split, squeeze, stack, swapaxes, swapdims, t,
+                        transpose, unbind, unsqueeze)
+
+__version__ = "0.1.0"
+
+half = float16
+float = float32
+double = float64
+short = int16
+long = int64
+int = int32
+
+FloatTensor = DoubleTensor = LongTensor = Tensor  # names only; construct with dtrain.tensor
+
+
+def is_tensor(obj):
+    """True if ``obj`` is a dtrain Tensor."""
+    return isinstance(obj, Tensor)
+
+
+def numel(input):
+    return input.numel()
+
+
+def detach(input):
+    return input.detach()
+
+
+def is_floating_point(input):
+    return input.is_floating_point()
+
+
+def result_type(tensor1, tensor2):
+    """The dtype torch's promotion rules give for an op between the two operands."""
+    from .ops.elementwise import promote
+    return _dtypes.from_np(promote(tensor1, tensor2))
+
+
+def promote_types(type1, type2):
+    return _dtypes.from_np(_dtypes._promote_pair(_dtypes.to_dtype(type1).np,
+                                                  _dtypes.to_dtype(type2).np))
+
+
+class cuda:
+    """dtrain runs on the CPU only: CUDA is never available."""
+
+    @staticmethod
+    def is_available():
+        return False
+
+    @staticmethod
+    def device_count():
+        return 0

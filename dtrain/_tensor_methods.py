@@ -1,0 +1,238 @@
+"""Attach the ops to Tensor as methods, operators and in-place (trailing underscore) variants."""
+import numpy as np
+
+from . import _dtypes
+from .autograd import grad_mode
+from .ops import elementwise as E
+from .ops import index as I
+from .ops import linalg as L
+from .ops import reduce as R
+from .ops import shape as S
+from .tensor import Tensor
+
+# methods whose first argument is the tensor
+_METHODS = {
+    E: "add sub mul div true_divide divide pow square neg negative abs absolute exp log sqrt "
+       "rsqrt reciprocal sin cos tanh sigmoid relu clamp clip maximum minimum masked_fill clone "
+       "eq ne lt le gt ge greater less greater_equal less_equal not_equal logical_and "
+       "logical_or logical_xor logical_not sign floor ceil round trunc isnan isinf isfinite "
+       "equal allclose isclose floor_divide remainder",
+    R: "sum mean prod max min amax amin argmax argmin var std softmax log_softmax logsumexp "
+       "all any sort argsort",
+    S: "view reshape view_as reshape_as permute transpose swapaxes swapdims t squeeze unsqueeze "
+       "flatten expand expand_as narrow split chunk unbind contiguous repeat flip",
+    L: "matmul mm bmm mv dot outer",
+}
+for _module, _names in _METHODS.items():
+    for _name in _names.split():
+        setattr(Tensor, _name, getattr(_module, _name))
+
+
+def _rsub(self, other):
+    return E.rsub(self, other)
+
+
+def _rdiv(self, other):
+    return E.div(other, self)
+
+
+def _rpow(self, other):
+    return E.pow(other, self)
+
+
+def _rmatmul(self, other):
+    return L.matmul(other, self)
+
+
+Tensor.__add__ = Tensor.__radd__ = E.add
+Tensor.__sub__ = E.sub
+Tensor.__rsub__ = _rsub
+Tensor.__mul__ = Tensor.__rmul__ = E.mul
+Tensor.__truediv__ = E.div
+Tensor.__rtruediv__ = _rdiv
+Tensor.__floordiv__ = E.floor_divide
+Tensor.__rfloordiv__ = lambda self, other: E.floor_divide(other, self)
+Tensor.__mod__ = E.remainder
+Tensor.__pow__ = E.pow
+Tensor.__rpow__ = _rpow
+Tensor.__matmul__ = L.matmul
+Tensor.__rmatmul__ = _rmatmul
+Tensor.__neg__ = E.neg
+Tensor.__pos__ = lambda self: self
+Tensor.__abs__ = E.abs
+Tensor.__eq__, Tensor.__ne__ = E.eq, E.ne
+Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = E.lt, E.le, E.gt, E.ge
+Tensor.__and__ = Tensor.__rand__ = E.bitwise_and
+Tensor.__or__ = Tensor.__ror__ = E.bitwise_or
+Tensor.__xor__ = Tensor.__rxor__ = E.bitwise_xor
+Tensor.__invert__ = E.bitwise_not
+Tensor.__getitem__ = I.getitem
+Tensor.__setitem__ = I.setitem
+Tensor.T = property(lambda self: S.permute(self, tuple(range(self._data.ndim))[::-1]))
+Tensor.mT = property(lambda self: S.transpose(self, -2, -1))
+Tensor.__hash__ = lambda self: id(self)  # defining __eq__ would otherwise remove hashing
+
+
+# --- in place ------------------------------------------------------------------------------
+
+def _recording(self, *others):
+    return grad_mode._state.enabled and (
+        self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others))
+
+
+def _inplace(op):
+    """``x.op_(...)``: compute ``op`` and write it into x. Outside autograd the numpy ufunc
+    writes straight into x's memory, with no temporary."""
+    def method(self, *args, **kwargs):
+        if _recording(self, *args, *kwargs.values()):
+            return self._assign(op(self, *args, **kwargs))
+        self._check_inplace()
+        result = op(self.detach(), *args, **kwargs)._data
+        if _dtypes._category(result.dtype) > _dtypes._category(self._data.dtype):
+            raise RuntimeError(f"result type {_dtypes.from_np(result.dtype)} can't be cast to "
+                               f"the desired output type {self.dtype}")
+        np.copyto(self._data, result, casting="unsafe")
+        return self._bump()
+    method.__name__ = op.__name__ + "_"
+    return method
+
+
+def _ufunc_inplace(ufunc, op):
+    """Fast in-place arithmetic for the optimizer's hot path (add_, mul_, ...)."""
+    slow = _inplace(op)
+
+    def method(self, other, **kwargs):
+        if _recording(self, other) or kwargs.keys() - {"alpha"}:
+            return slow(self, other, **kwargs)
+        self._check_inplace()
+        y = other._data if isinstance(other, Tensor) else other
+        alpha = kwargs.get("alpha", 1)
+        if alpha != 1:
+            y = y * alpha
+        try:
+            ufunc(self._data, y, out=self._data, casting="same_kind")
+        except TypeError:  # numpy refuses e.g. float into int
+            raise RuntimeError(f"result type {_dtypes.from_np(np.result_type(self._data, y))} "
+                               f"can't be cast to the desired output type {self.dtype}") from None
+        except ValueError:
+            raise RuntimeError(f"output with shape {list(self._data.shape)} doesn't match the "
+                               f"broadcast shape of the operands") from None
+        return self._bump()
+    method.__name__ = op.__name__ + "_"
+    return method
+
+
+for _name in ("exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu abs neg clamp clip "
+              "masked_fill pow floor ceil round trunc sign").split():
+    setattr(Tensor, _name + "_", _inplace(getattr(E, _name)))
+Tensor.add_ = _ufunc_inplace(np.add, E.add)
+Tensor.sub_ = _ufunc_inplace(np.subtract, E.sub)
+Tensor.mul_ = _ufunc_inplace(np.multiply, E.mul)
+Tensor.div_ = _ufunc_inplace(np.true_divide, E.div)
+Tensor.__iadd__ = Tensor.add_
+Tensor.__isub__ = Tensor.sub_
+Tensor.__imul__ = Tensor.mul_
+Tensor.__itruediv__ = Tensor.div_
+
+
+class ZeroBackward0(E.Function):
+    def forward(self, x):
+        return np.zeros_like(x)
+
+    def backward(self, g):
+        return np.zeros_like(g)
+
+
+class FillBackward2(E.Function):
+    def forward(self, x, value):
+        return np.full_like(x, value)
+
+    def backward(self, g):
+        return np.zeros_like(g), None
+
+
+class CopyBackwards(E.Function):
+    def forward(self, x, src):
+        return np.broadcast_to(src, x.shape).astype(x.dtype)
+
+    def backward(self, g):
+        return np.zeros_like(g), g
+
+
+def zero_(self):
+    """Fill with zeros, in place."""
+    if _recording(self):
+        return self._assign(ZeroBackward0.apply(self))
+    self._check_inplace()
+    self._data[...] = 0
+    return self._bump()
+
+
+def fill_(self, value):
+    """Fill with ``value``, in place."""
+    if isinstance(value, Tensor):
+        value = value.item()
+    if _recording(self):
+        return self._assign(FillBackward2.apply(self, value))
+    self._check_inplace()
+    self._data[...] = value
+    return self._bump()
+
+
+def copy_(self, src, non_blocking=False):
+    """Copy ``src`` (broadcast to self's shape) into self, in place."""
+    if not isinstance(src, Tensor):
+        raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
+    try:
+        np.broadcast_shapes(src._data.shape, self._data.shape)
+    except ValueError:
+        raise RuntimeError(f"The size of tensor a ({self._data.shape}) must match the size of "
+                           f"tensor b ({src._data.shape})") from None
+    if _recording(self, src):
+        return self._assign(CopyBackwards.apply(self, src))
+    self._check_inplace()
+    np.copyto(self._data, np.broadcast_to(src._data, self._data.shape), casting="unsafe")
+    return self._bump()
+
+
+def uniform_(self, a=0.0, b=1.0, generator=None):
+    """Fill with uniform samples from [a, b), in place."""
+    from .creation import default_generator
+    self._check_inplace()
+    self._data[...] = (generator or default_generator()).uniform(a, b, self._data.shape)
+    return self._bump()
+
+
+def normal_(self, mean=0.0, std=1.0, generator=None):
+    """Fill with normal samples, in place."""
+    from .creation import default_generator
+    self._check_inplace()
+    self._data[...] = (generator or default_generator()).normal(mean, std, self._data.shape)
+    return self._bump()
+
+
+def new_tensor(self, data, dtype=None, requires_grad=False):
+    """A new tensor (a copy of ``data``) with this tensor's dtype unless given."""
+    from .creation import tensor
+    return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+
+def _new(make):
+    def new(self, *size, dtype=None, requires_grad=False, **kw):
+        return make(*size, dtype=dtype or self.dtype, requires_grad=requires_grad, **kw)
+    new.__name__ = "new_" + make.__name__
+    return new
+
+
+def _bind_creation():
+    from . import creation as C
+    Tensor.new_zeros = _new(C.zeros)
+    Tensor.new_ones = _new(C.ones)
+    Tensor.new_empty = _new(C.empty)
+    Tensor.new_full = lambda self, size, fill_value, dtype=None, **kw: C.full(
+        size, fill_value, dtype=dtype or self.dtype, **kw)
+
+
+for _f in (zero_, fill_, copy_, uniform_, normal_, new_tensor):
+    setattr(Tensor, _f.__name__, _f)
+_bind_creation()

@@ -1,0 +1,122 @@
+"""Indexing: ``x[index]`` and ``x[index] = value`` with ints, slices, None, Ellipsis, integer
+arrays and boolean masks (numpy's rules, which are torch's)."""
+import numpy as np
+
+from ..autograd import grad_mode
+from ..autograd.function import Function
+from ..tensor import Tensor
+from .shape import SliceBackward0, _as_view
+
+
+def _convert(index):
+    """numpy index and whether it is advanced (copying) indexing."""
+    items = index if type(index) is tuple else (index,)
+    out, advanced = [], False
+    for i in items:
+        if isinstance(i, Tensor):
+            i = i._data
+        elif isinstance(i, (list, range)):
+            i = np.asarray(i)
+            if i.dtype.kind == "f" or (i.size == 0 and i.dtype.kind != "b"):
+                i = i.astype(np.int64)
+        if isinstance(i, np.ndarray):
+            if i.dtype.kind not in "iub":
+                raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+            if i.ndim == 0 and i.dtype.kind in "iu":
+                i = int(i)
+            else:
+                advanced = True
+        elif not (i is None or i is Ellipsis or isinstance(i, (int, slice, np.integer))):
+            raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or "
+                             f"byte Variables are valid indices (got {type(i).__name__})")
+        out.append(i)
+    return (tuple(out) if type(index) is tuple or len(out) != 1 else out[0]), advanced
+
+
+def _torch_error(e):
+    msg = str(e).replace("axis", "dimension")
+    if msg.startswith("too many indices"):
+        return IndexError(msg.replace("array", "tensor"))
+    return IndexError(msg)
+
+
+SelectBackward0 = type("SelectBackward0", (SliceBackward0,), {})
+UnsqueezeBackward0 = type("UnsqueezeBackward0", (SliceBackward0,), {})
+AliasBackward0 = type("AliasBackward0", (SliceBackward0,), {})
+
+
+class IndexBackward0(SliceBackward0):
+    """Advanced indexing: a copy; repeated indices accumulate their gradients."""
+
+    def backward(self, g):
+        grad = np.zeros(self.in_shape, dtype=g.dtype)
+        np.add.at(grad, self.index, g)
+        return grad
+
+
+def _basic_node(index):
+    """torch's node name for basic indexing: that of the last index item that does something."""
+    items = index if type(index) is tuple else (index,)
+    if type(index) is slice:
+        return SliceBackward0  # torch keeps even a full single slice (x[:])
+    for i in reversed(items):
+        if i is None:
+            return UnsqueezeBackward0
+        if isinstance(i, (int, np.integer)):
+            return SelectBackward0
+        if isinstance(i, slice) and i != slice(None):
+            return SliceBackward0
+    return AliasBackward0
+
+
+def getitem(x, index):
+    idx, advanced = _convert(index)
+    cls = IndexBackward0 if advanced else _basic_node(idx)
+    try:
+        out = cls.apply(x, index=idx)
+    except IndexError as e:
+        raise _torch_error(e) from None
+    return out if advanced else _as_view(out, x)
+
+
+class CopySlices(Function):
+    """``x[index] = value`` recorded in the graph."""
+
+    def forward(self, x, value, index):
+        self.index = index
+        out = x.copy()
+        out[index] = value
+        return out
+
+    def backward(self, g):
+        need_x, need_v = self.needs_input_grad
+        gx = None
+        if need_x:
+            gx = g.copy()
+            gx[self.index] = 0
+        return gx, (g[self.index] if need_v else None)
+
+
+IndexPutBackward0 = type("IndexPutBackward0", (CopySlices,), {})
+
+
+def setitem(x, index, value):
+    idx, advanced = _convert(index)
+    if not isinstance(value, (Tensor, int, float, bool, np.number, np.bool_)):
+        value = Tensor._make(np.asarray(value, dtype=x._data.dtype))
+    recording = grad_mode._state.enabled and (
+        x._requires_grad or (isinstance(value, Tensor) and value._requires_grad))
+    try:
+        if recording:
+            cls = IndexPutBackward0 if advanced else CopySlices
+            x._assign(cls.apply(x, value, index=idx))
+        else:
+            x._check_inplace()
+            x._data[idx] = value._data if isinstance(value, Tensor) else value
+            x._bump()
+    except IndexError as e:
+        raise _torch_error(e) from None
+    except ValueError as e:
+        raise RuntimeError(f"shape mismatch: value tensor of shape "
+                           f"{list(np.shape(value._data if isinstance(value, Tensor) else value))}"
+                           f" cannot be broadcast to indexing result ({e})") from None
