@@ -21,16 +21,16 @@ from .creation import (arange, as_tensor, asarray, empty, empty_like, eye, from_
                        full_like, linspace, manual_seed, normal, ones, ones_like, rand,
                        rand_like, randint, randint_like, randn, randn_like, randperm, seed,
                        tensor, zeros, zeros_like)
-from .ops.elementwise import (abs, absolute, add, allclose, bitwise_and, bitwise_not, bitwise_or,
-                              bitwise_xor, ceil, clamp, clip, clone, cos, div, divide, eq, equal,
-                              exp, floor, floor_divide, ge, greater, greater_equal, gt, isclose,
-                              isfinite, isinf, isnan, le, less, less_equal, log, logical_and,
-                              logical_not, logical_or, logical_xor, lt, masked_fill, maximum,
-                              minimum, mul, ne, neg, negative, not_equal, pow, reciprocal,
-                              remainder, round, rsqrt, rsub, sigmoid, sign, sin, sqrt, square,
-                              sub, tanh, true_divide, trunc, where)
-from .ops.elementwise import relu
-from .ops.index import getitem as _getitem  # noqa: F401
+from .ops.arith import (add, div, divide, floor_divide, mul, pow, remainder, rsub, square, sub,
+                        true_divide)
+from .ops.compare import (allclose, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, ceil, eq,
+                          equal, floor, ge, greater, greater_equal, gt, isclose, isfinite, isinf,
+                          isnan, le, less, less_equal, logical_and, logical_not, logical_or,
+                          logical_xor, lt, ne, not_equal, round, sign, trunc)
+from .ops.pointwise import (abs, absolute, clamp, clip, clone, cos, exp, log, masked_fill,
+                            maximum, minimum, neg, negative, reciprocal, relu, rsqrt, sigmoid,
+                            sin, sqrt, tanh, where)
+from .ops.index import gather
 from .ops.linalg import bmm, dot, ger, matmul, mm, mv, outer
 from .ops.reduce import (all, amax, amin, any, argmax, argmin, argsort, log_softmax, logsumexp,
                          max, mean, min, prod, softmax, sort, std, sum, var)
@@ -70,7 +70,7 @@ def is_floating_point(input):
 
 def result_type(tensor1, tensor2):
     """The dtype torch's promotion rules give for an op between the two operands."""
-    from .ops.elementwise import promote
+    from .ops.arith import promote
     return _dtypes.from_np(promote(tensor1, tensor2))
 
 

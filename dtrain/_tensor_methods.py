@@ -3,7 +3,10 @@ import numpy as np
 
 from . import _dtypes
 from .autograd import grad_mode
-from .ops import elementwise as E
+from .autograd.function import Function
+from .ops import arith as A
+from .ops import compare as C
+from .ops import pointwise as P
 from .ops import index as I
 from .ops import linalg as L
 from .ops import reduce as R
@@ -12,11 +15,12 @@ from .tensor import Tensor
 
 # methods whose first argument is the tensor
 _METHODS = {
-    E: "add sub mul div true_divide divide pow square neg negative abs absolute exp log sqrt "
-       "rsqrt reciprocal sin cos tanh sigmoid relu clamp clip maximum minimum masked_fill clone "
-       "eq ne lt le gt ge greater less greater_equal less_equal not_equal logical_and "
+    A: "add sub mul div true_divide divide pow square floor_divide remainder",
+    P: "neg negative abs absolute exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu clamp "
+       "clip maximum minimum masked_fill clone",
+    C: "eq ne lt le gt ge greater less greater_equal less_equal not_equal logical_and "
        "logical_or logical_xor logical_not sign floor ceil round trunc isnan isinf isfinite "
-       "equal allclose isclose floor_divide remainder",
+       "equal allclose isclose",
     R: "sum mean prod max min amax amin argmax argmin var std softmax log_softmax logsumexp "
        "all any sort argsort",
     S: "view reshape view_as reshape_as permute transpose swapaxes swapdims t squeeze unsqueeze "
@@ -29,43 +33,44 @@ for _module, _names in _METHODS.items():
 
 
 def _rsub(self, other):
-    return E.rsub(self, other)
+    return A.rsub(self, other)
 
 
 def _rdiv(self, other):
-    return E.div(other, self)
+    return A.div(other, self)
 
 
 def _rpow(self, other):
-    return E.pow(other, self)
+    return A.pow(other, self)
 
 
 def _rmatmul(self, other):
     return L.matmul(other, self)
 
 
-Tensor.__add__ = Tensor.__radd__ = E.add
-Tensor.__sub__ = E.sub
+Tensor.__add__ = Tensor.__radd__ = A.add
+Tensor.__sub__ = A.sub
 Tensor.__rsub__ = _rsub
-Tensor.__mul__ = Tensor.__rmul__ = E.mul
-Tensor.__truediv__ = E.div
+Tensor.__mul__ = Tensor.__rmul__ = A.mul
+Tensor.__truediv__ = A.div
 Tensor.__rtruediv__ = _rdiv
-Tensor.__floordiv__ = E.floor_divide
-Tensor.__rfloordiv__ = lambda self, other: E.floor_divide(other, self)
-Tensor.__mod__ = E.remainder
-Tensor.__pow__ = E.pow
+Tensor.__floordiv__ = A.floor_divide
+Tensor.__rfloordiv__ = lambda self, other: A.floor_divide(other, self)
+Tensor.__mod__ = A.remainder
+Tensor.__pow__ = A.pow
 Tensor.__rpow__ = _rpow
 Tensor.__matmul__ = L.matmul
 Tensor.__rmatmul__ = _rmatmul
-Tensor.__neg__ = E.neg
+Tensor.__neg__ = P.neg
 Tensor.__pos__ = lambda self: self
-Tensor.__abs__ = E.abs
-Tensor.__eq__, Tensor.__ne__ = E.eq, E.ne
-Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = E.lt, E.le, E.gt, E.ge
-Tensor.__and__ = Tensor.__rand__ = E.bitwise_and
-Tensor.__or__ = Tensor.__ror__ = E.bitwise_or
-Tensor.__xor__ = Tensor.__rxor__ = E.bitwise_xor
-Tensor.__invert__ = E.bitwise_not
+Tensor.__abs__ = P.abs
+Tensor.__eq__, Tensor.__ne__ = C.eq, C.ne
+Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = C.lt, C.le, C.gt, C.ge
+Tensor.__and__ = Tensor.__rand__ = C.bitwise_and
+Tensor.__or__ = Tensor.__ror__ = C.bitwise_or
+Tensor.__xor__ = Tensor.__rxor__ = C.bitwise_xor
+Tensor.__invert__ = C.bitwise_not
+Tensor.gather = I.gather
 Tensor.__getitem__ = I.getitem
 Tensor.__setitem__ = I.setitem
 Tensor.T = property(lambda self: S.permute(self, tuple(range(self._data.ndim))[::-1]))
@@ -122,20 +127,50 @@ def _ufunc_inplace(ufunc, op):
     return method
 
 
+_ROUNDING = {"floor", "ceil", "round", "trunc", "sign"}
 for _name in ("exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu abs neg clamp clip "
-              "masked_fill pow floor ceil round trunc sign").split():
-    setattr(Tensor, _name + "_", _inplace(getattr(E, _name)))
-Tensor.add_ = _ufunc_inplace(np.add, E.add)
-Tensor.sub_ = _ufunc_inplace(np.subtract, E.sub)
-Tensor.mul_ = _ufunc_inplace(np.multiply, E.mul)
-Tensor.div_ = _ufunc_inplace(np.true_divide, E.div)
+              "masked_fill floor ceil round trunc sign").split():
+    setattr(Tensor, _name + "_", _inplace(getattr(C if _name in _ROUNDING else P, _name)))
+Tensor.add_ = _ufunc_inplace(np.add, A.add)
+Tensor.sub_ = _ufunc_inplace(np.subtract, A.sub)
+Tensor.pow_ = _inplace(A.pow)
+Tensor.mul_ = _ufunc_inplace(np.multiply, A.mul)
+Tensor.div_ = _ufunc_inplace(np.true_divide, A.div)
 Tensor.__iadd__ = Tensor.add_
 Tensor.__isub__ = Tensor.sub_
 Tensor.__imul__ = Tensor.mul_
 Tensor.__itruediv__ = Tensor.div_
 
 
-class ZeroBackward0(E.Function):
+def _reshape_inplace(op, node_name):
+    """``x.t_()``, ``x.unsqueeze_(d)``, ...: x itself becomes the new view of its storage."""
+    renamed = {}
+
+    def method(self, *args):
+        if grad_mode._state.enabled and self._requires_grad and self.grad_fn is None:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        result = op(self, *args)
+        self._data = result._data
+        fn = result.grad_fn
+        if fn is not None:
+            cls = type(fn)
+            if cls not in renamed:
+                renamed[cls] = type(node_name, (cls,), {})
+            fn.__class__ = renamed[cls]
+            self.grad_fn = fn
+        return self
+    method.__name__ = op.__name__ + "_"
+    return method
+
+
+Tensor.t_ = _reshape_inplace(S.t, "TBackward1")
+Tensor.transpose_ = _reshape_inplace(S.transpose, "TransposeBackward1")
+Tensor.unsqueeze_ = _reshape_inplace(S.unsqueeze, "UnsqueezeBackward1")
+Tensor.squeeze_ = _reshape_inplace(S.squeeze, "SqueezeBackward2")
+
+
+class ZeroBackward0(Function):
     def forward(self, x):
         return np.zeros_like(x)
 
@@ -143,7 +178,7 @@ class ZeroBackward0(E.Function):
         return np.zeros_like(g)
 
 
-class FillBackward2(E.Function):
+class FillBackward2(Function):
     def forward(self, x, value):
         return np.full_like(x, value)
 
@@ -151,7 +186,7 @@ class FillBackward2(E.Function):
         return np.zeros_like(g), None
 
 
-class CopyBackwards(E.Function):
+class CopyBackwards(Function):
     def forward(self, x, src):
         return np.broadcast_to(src, x.shape).astype(x.dtype)
 
@@ -225,11 +260,11 @@ def _new(make):
 
 
 def _bind_creation():
-    from . import creation as C
-    Tensor.new_zeros = _new(C.zeros)
-    Tensor.new_ones = _new(C.ones)
-    Tensor.new_empty = _new(C.empty)
-    Tensor.new_full = lambda self, size, fill_value, dtype=None, **kw: C.full(
+    from . import creation
+    Tensor.new_zeros = _new(creation.zeros)
+    Tensor.new_ones = _new(creation.ones)
+    Tensor.new_empty = _new(creation.empty)
+    Tensor.new_full = lambda self, size, fill_value, dtype=None, **kw: creation.full(
         size, fill_value, dtype=dtype or self.dtype, **kw)
 
 

@@ -61,6 +61,7 @@ class Tensor:
     _post_hooks = None
     _accum_node = None
     _retains_grad = False
+    _view_version = 0
 
     __array_ufunc__ = None  # numpy defers to our reflected operators: np.float32(2) * t is a Tensor
 
@@ -185,8 +186,7 @@ class Tensor:
 
     def _scalar(self, kind):
         if self._data.size != 1:
-            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
-                               "to Scalar")
+            raise ValueError("only one element tensors can be converted to Python scalars")
         return kind(self._data.reshape(()))
 
     def __float__(self):
@@ -226,7 +226,7 @@ class Tensor:
                 check_device(a)
         if dtype is None or to_dtype(dtype).np == self._data.dtype:
             return self.clone() if copy else self
-        from .ops.elementwise import ToCopyBackward0
+        from .ops.pointwise import ToCopyBackward0
         return ToCopyBackward0.apply(self, dtype=to_dtype(dtype).np)
 
     def cpu(self):
@@ -319,8 +319,12 @@ class Tensor:
         self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
 
     def _grad_node(self):
-        if self.grad_fn is not None:
-            return self.grad_fn
+        fn = self.grad_fn
+        if fn is not None:
+            if self._base is not None and self._view_version != self._version_counter[0]:
+                from .ops.views import refresh
+                fn = refresh(self)  # the base changed in place since this view was made
+            return fn
         node = self._accum_node
         if node is None:
             node = self._accum_node = _function.AccumulateGrad(self)
@@ -411,11 +415,6 @@ class Tensor:
             if self.grad_fn is None:
                 raise RuntimeError("a leaf Variable that requires grad is being used in an "
                                    "in-place operation.")
-            base = self._base
-            if base is not None and base._requires_grad:
-                raise RuntimeError("dtrain does not support in-place operations on a view of a "
-                                   "tensor that requires grad; apply the operation to the base "
-                                   "tensor, or use an out-of-place op.")
         if not self._data.flags.writeable:
             raise RuntimeError("unsupported operation: more than one element of the written-to "
                                "tensor refers to a single memory location. Please clone() the "
@@ -423,6 +422,9 @@ class Tensor:
 
     def _assign(self, result):
         """Write an out-of-place ``result`` into self, in place; adopt its graph node."""
+        if self._base is not None and result.grad_fn is not None:
+            from .ops.views import assign_to_view
+            return assign_to_view(self, result)
         self._check_inplace()
         arr = result._data
         if _dtypes._category(arr.dtype) > _dtypes._category(self._data.dtype):

@@ -4,8 +4,9 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.function import Function
-from ..tensor import Tensor
-from .shape import SliceBackward0, _as_view
+from ..tensor import Tensor, _dim
+from .shape import SliceBackward0
+from .views import as_view
 
 
 def _convert(index):
@@ -76,7 +77,7 @@ def getitem(x, index):
         out = cls.apply(x, index=idx)
     except IndexError as e:
         raise _torch_error(e) from None
-    return out if advanced else _as_view(out, x)
+    return out if advanced else as_view(out, x)
 
 
 class CopySlices(Function):
@@ -120,3 +121,39 @@ def setitem(x, index, value):
         raise RuntimeError(f"shape mismatch: value tensor of shape "
                            f"{list(np.shape(value._data if isinstance(value, Tensor) else value))}"
                            f" cannot be broadcast to indexing result ({e})") from None
+
+
+class GatherBackward0(Function):
+    def forward(self, x, index, dim):
+        self.in_shape = x.shape
+        idx = list(np.indices(index.shape, sparse=True))
+        idx[dim] = index
+        self.index = tuple(idx)
+        return x[self.index]
+
+    def backward(self, g):
+        grad = np.zeros(self.in_shape, dtype=g.dtype)
+        np.add.at(grad, self.index, g)
+        return grad, None
+
+
+def gather(input, dim, index):
+    """``out[i][j] = input[i][index[i][j]]`` for dim=1 (and likewise for other dims).
+
+    >>> dtrain.gather(x, 1, dtrain.tensor([[0], [2]]))
+    """
+    d = _dim(dim, input._data.ndim)
+    idx = index._data
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
+    if idx.ndim != input._data.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
+    for k, (n, m) in enumerate(zip(idx.shape, input._data.shape)):
+        if k != d and n > m:
+            raise RuntimeError(f"Size does not match at dimension {k} expected index "
+                               f"{list(idx.shape)} to be smaller than self "
+                               f"{list(input._data.shape)} apart from dimension {d}")
+    try:
+        return GatherBackward0.apply(input, index, dim=d)
+    except IndexError as e:
+        raise RuntimeError(f"index out of range in gather: {e}") from None

@@ -167,7 +167,7 @@ def _max_min(full, along, input, dim, keepdim, other):
     if isinstance(dim, Tensor):
         other, dim = dim, None
     if other is not None:
-        from .elementwise import maximum, minimum
+        from .pointwise import maximum, minimum
         return (maximum if full is MaxBackward1 else minimum)(input, other)
     if dim is None:
         return full.apply(input)

@@ -3,14 +3,8 @@ import numpy as np
 
 from ..autograd.function import Function
 from ..tensor import Size, Tensor, _dim
-from .elementwise import promote
-
-
-def _as_view(out, src):
-    """Mark ``out`` as a view of ``src``: same storage, same version counter, torch's ``_base``."""
-    out._version_counter = src._version_counter
-    out._base = src._base if src._base is not None else src
-    return out
+from .arith import promote
+from .views import as_view
 
 
 def _shape_arg(shape):
@@ -69,16 +63,16 @@ def view(input, *shape):
     if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list, Size)):
         return input.to(shape[0])  # view(dtype)
     shape = infer_shape(_shape_arg(shape), input._data.size)
-    return _as_view(ViewBackward0.apply(input, shape=shape), input)
+    return as_view(ViewBackward0.apply(input, shape=shape), input)
 
 
 def reshape(input, *shape):
     """``view`` when possible, else a copy. >>> x.reshape(2, -1)"""
     shape = infer_shape(_shape_arg(shape), input._data.size)
     if input._data.flags.c_contiguous:
-        return _as_view(ViewBackward0.apply(input, shape=shape), input)
+        return as_view(ViewBackward0.apply(input, shape=shape), input)
     try:
-        return _as_view(ReshapeAliasBackward0.apply(input, shape=shape), input)
+        return as_view(ReshapeAliasBackward0.apply(input, shape=shape), input)
     except RuntimeError:
         return UnsafeViewBackward0.apply(input, shape=shape)
 
@@ -115,7 +109,7 @@ def permute(input, *dims):
     dims = tuple(_dim(d, n) for d in dims)
     if len(set(dims)) != n:
         raise RuntimeError("permute(): duplicate dims are not allowed.")
-    return _as_view(PermuteBackward0.apply(input, dims=dims), input)
+    return as_view(PermuteBackward0.apply(input, dims=dims), input)
 
 
 def transpose(input, dim0, dim1):
@@ -124,7 +118,7 @@ def transpose(input, dim0, dim1):
     dims = list(range(n))
     a, b = _dim(dim0, n), _dim(dim1, n)
     dims[a], dims[b] = dims[b], dims[a]
-    return _as_view(TransposeBackward0.apply(input, dims=tuple(dims)), input)
+    return as_view(TransposeBackward0.apply(input, dims=tuple(dims)), input)
 
 
 swapaxes = swapdims = transpose
@@ -135,7 +129,7 @@ def t(input):
     n = input._data.ndim
     if n > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {n}D")
-    return _as_view(TBackward0.apply(input, dims=tuple(range(n))[::-1]), input)
+    return as_view(TBackward0.apply(input, dims=tuple(range(n))[::-1]), input)
 
 
 class SqueezeBackward0(ViewBackward0):
@@ -159,14 +153,14 @@ def squeeze(input, dim=None):
         dims = {_dim(d, len(shape)) for d in dims}
         new = tuple(s for i, s in enumerate(shape) if not (i in dims and s == 1))
         cls = SqueezeBackward1 if isinstance(dim, int) else SqueezeBackward4
-    return _as_view(cls.apply(input, shape=new), input)
+    return as_view(cls.apply(input, shape=new), input)
 
 
 def unsqueeze(input, dim):
     """Insert a dim of size 1 at ``dim``."""
     shape = input._data.shape
     d = _dim(dim, len(shape) + 1)
-    return _as_view(UnsqueezeBackward0.apply(input, shape=shape[:d] + (1,) + shape[d:]), input)
+    return as_view(UnsqueezeBackward0.apply(input, shape=shape[:d] + (1,) + shape[d:]), input)
 
 
 def flatten(input, start_dim=0, end_dim=-1):
@@ -212,7 +206,7 @@ def expand(input, *sizes):
                                f"size ({cur}) at non-singleton dimension {i}.  Target sizes: "
                                f"{list(sizes)}.  Tensor sizes: {list(shape)}")
         new.append(s)
-    return _as_view(ExpandBackward0.apply(input, shape=tuple(new)), input)
+    return as_view(ExpandBackward0.apply(input, shape=tuple(new)), input)
 
 
 def expand_as(input, other):
@@ -247,7 +241,7 @@ def narrow(input, dim, start, length):
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size "
                            f"({size}).")
     index = (slice(None),) * d + (slice(start, start + length),)
-    return _as_view(SliceBackward0.apply(input, index=index), input)
+    return as_view(SliceBackward0.apply(input, index=index), input)
 
 
 def split(input, split_size_or_sections, dim=0):
@@ -272,7 +266,7 @@ def split(input, split_size_or_sections, dim=0):
     out, start = [], 0
     for n in sizes:
         index = (slice(None),) * d + (slice(start, start + n),)
-        out.append(_as_view(cls.apply(input, index=index), input))
+        out.append(as_view(cls.apply(input, index=index), input))
         start += n
     return tuple(out)
 
@@ -320,7 +314,7 @@ def cat(tensors, dim=0):
     """Join tensors along an existing dim. >>> dtrain.cat([x, y], dim=1)"""
     tensors = list(tensors)
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("dtrain.cat(): expected a non-empty list of Tensors")
     parts = [x for x in tensors if not (x._data.ndim == 1 and x._data.size == 0)] or tensors[:1]
     ref = parts[0]._data
     d = _dim(dim, ref.ndim)
@@ -357,7 +351,7 @@ def contiguous(input, memory_format=None):
     """``self`` if already contiguous in memory, else a contiguous copy (in the graph)."""
     if input._data.flags.c_contiguous:
         return input
-    from .elementwise import clone
+    from .pointwise import clone
     return clone(input)
 
 
