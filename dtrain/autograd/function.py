@@ -63,16 +63,16 @@ class Function:
         """Run forward on the arrays of ``args`` (Tensors or plain numbers) and return a Tensor
         that records this node when grad mode is on and some input requires grad."""
         fn = cls()
+        arrays = [a._data if isinstance(a, _Tensor) else a for a in args]
         fn.prepare(args)
-        out = fn.forward(*[a._data if isinstance(a, _Tensor) else a for a in args], **kwargs)
-        return fn.attach(args, out)
+        return fn.attach(args, fn.forward(*arrays, **kwargs))
 
     def prepare(self, args):
         """Before forward: set ``needs_input_grad`` if this op will join the graph."""
         if _state.enabled:
-            needs = tuple(isinstance(a, _Tensor) and a._requires_grad for a in args)
+            needs = [isinstance(a, _Tensor) and a._requires_grad for a in args]
             if True in needs:
-                self.needs_input_grad = needs
+                self.needs_input_grad = tuple(needs)
 
     def attach(self, args, out):
         """After forward: wrap ``out`` in a Tensor and link this node into the graph."""
@@ -80,9 +80,15 @@ class Function:
         needs = self.needs_input_grad
         if not needs:
             return result
-        self._edges = tuple(a._grad_node() if n else None for a, n in zip(args, needs))
-        self._input_meta = tuple((a._data.shape, a._data.dtype) if n else None
-                                 for a, n in zip(args, needs))
+        edges, meta = [], []
+        for a, n in zip(args, needs):
+            if n:
+                edges.append(a._grad_node())
+                meta.append((a._data.shape, a._data.dtype))
+            else:
+                edges.append(None)
+                meta.append(None)
+        self._edges, self._input_meta = edges, meta
         self._seq = next(_sequence)
         result._requires_grad = True
         result.grad_fn = self

@@ -14,6 +14,13 @@ def _named(name, base):
 
 def promote(*operands):
     """torch's result dtype (numpy dtype) for Tensors and Python numbers."""
+    if len(operands) == 2:
+        a, b = operands
+        if type(a) is Tensor:
+            if type(b) is Tensor and a._data.dtype is b._data.dtype:
+                return a._data.dtype
+            if type(b) is float and a._data.dtype.kind == "f":
+                return a._data.dtype
     dims, zeros, scat = [], [], -1
     for x in operands:
         if isinstance(x, Tensor):
@@ -26,6 +33,8 @@ def promote(*operands):
 
 
 def _check_operand(x):
+    if type(x) is Tensor:
+        return x
     if isinstance(x, (Tensor, int, float, bool, np.number, np.bool_)):
         return x
     if isinstance(x, np.ndarray):
@@ -60,8 +69,12 @@ def binary(cls, a, b, **kw):
     """Apply a two-operand Function with torch's dtype promotion and broadcasting errors."""
     a, b = _check_operand(a), _check_operand(b)
     dtype = promote(a, b)
-    if type(b) is int and dtype.kind in "iu":
-        b = _wrap_int(b, dtype)
+    if dtype.kind in "iub":
+        if type(b) is int:
+            b = _wrap_int(b, dtype)
+        if isinstance(kw.get("alpha"), float):
+            raise RuntimeError("For integral input tensors, argument alpha must not be a floating "
+                               "point number.")
     try:
         return cls.apply(a, b, dtype=dtype, **kw)
     except ValueError as e:

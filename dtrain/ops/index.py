@@ -27,6 +27,8 @@ def _convert(index):
                 i = int(i)
             else:
                 advanced = True
+        elif isinstance(i, slice) and i.step is not None and i.step <= 0:
+            raise ValueError("step must be greater than zero")
         elif not (i is None or i is Ellipsis or isinstance(i, (int, slice, np.integer))):
             raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or "
                              f"byte Variables are valid indices (got {type(i).__name__})")
@@ -70,6 +72,13 @@ def _basic_node(index):
     return AliasBackward0
 
 
+def _all_advanced(index):
+    """True if the index has only arrays, full slices and Ellipsis: torch then records
+    IndexPutBackward0; with ints or partial slices it indexes a view first (CopySlices)."""
+    items = index if type(index) is tuple else (index,)
+    return all(isinstance(i, np.ndarray) or i is Ellipsis or i == slice(None) for i in items)
+
+
 def getitem(x, index):
     idx, advanced = _convert(index)
     cls = IndexBackward0 if advanced else _basic_node(idx)
@@ -107,9 +116,12 @@ def setitem(x, index, value):
         value = Tensor._make(np.asarray(value, dtype=x._data.dtype))
     recording = grad_mode._state.enabled and (
         x._requires_grad or (isinstance(value, Tensor) and value._requires_grad))
+    if advanced and isinstance(value, Tensor) and value._data.dtype != x._data.dtype:
+        raise RuntimeError(f"Index put requires the source and destination dtypes match, got "
+                           f"{x.dtype} for the destination and {value.dtype} for the source.")
     try:
         if recording:
-            cls = IndexPutBackward0 if advanced else CopySlices
+            cls = IndexPutBackward0 if advanced and _all_advanced(idx) else CopySlices
             x._assign(cls.apply(x, value, index=idx))
         else:
             x._check_inplace()

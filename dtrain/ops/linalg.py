@@ -47,6 +47,7 @@ MvBackward0 = type("MvBackward0", (MmBackward0,), {})
 BmmBackward0 = type("BmmBackward0", (MmBackward0,), {})
 UnsafeViewBackward0 = type("UnsafeViewBackward0", (MmBackward0,), {})  # batched matmul
 SqueezeBackward4 = type("SqueezeBackward4", (MmBackward0,), {})  # vector @ matrix
+CloneBackward0 = type("CloneBackward0", (MmBackward0,), {})  # matrix @ batch
 
 
 def _check(a, b, name):
@@ -85,6 +86,8 @@ def matmul(input, other):
         cls = SqueezeBackward4
     elif na == 2 and nb == 2:
         cls = MmBackward0
+    elif na == 2:
+        cls = CloneBackward0
     else:
         cls = UnsafeViewBackward0
     try:

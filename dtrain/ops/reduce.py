@@ -149,9 +149,9 @@ class MaxBackward0(Function):
         return out
 
     def backward(self, g):
-        (idx,) = self.saved_tensors
         if self.axis is None:
             return g
+        (idx,) = self.saved_tensors
         grad = np.zeros(self.shape, dtype=g.dtype)
         if not self.keepdim:
             g = np.expand_dims(g, self.axis)
@@ -247,7 +247,8 @@ class StdBackward0(VarBackward0):
         x, out = self.saved_tensors
         centered = x - np.mean(x, axis=self.axes, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = _expand(g / out, self.shape, self.axes, self.keepdim)
+            # NOTE: where the std is 0 the gradient is 0 (torch masks it), not 0/0
+            d = _expand(np.where(out == 0, 0, g / out), self.shape, self.axes, self.keepdim)
             return d * centered / (self.n - self.correction)
 
 

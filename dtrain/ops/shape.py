@@ -117,7 +117,8 @@ def transpose(input, dim0, dim1):
     n = input._data.ndim
     dims = list(range(n))
     a, b = _dim(dim0, n), _dim(dim1, n)
-    dims[a], dims[b] = dims[b], dims[a]
+    if n:
+        dims[a], dims[b] = dims[b], dims[a]
     return as_view(TransposeBackward0.apply(input, dims=tuple(dims)), input)
 
 
@@ -140,7 +141,7 @@ class SqueezeBackward0(ViewBackward0):
 
 SqueezeBackward1 = type("SqueezeBackward1", (SqueezeBackward0,), {})
 UnsqueezeBackward0 = type("UnsqueezeBackward0", (SqueezeBackward0,), {})
-SqueezeBackward4 = type("SqueezeBackward4", (SqueezeBackward0,), {})
+SqueezeBackward2 = type("SqueezeBackward2", (SqueezeBackward0,), {})
 
 
 def squeeze(input, dim=None):
@@ -152,7 +153,7 @@ def squeeze(input, dim=None):
         dims = (dim,) if isinstance(dim, int) else tuple(dim)
         dims = {_dim(d, len(shape)) for d in dims}
         new = tuple(s for i, s in enumerate(shape) if not (i in dims and s == 1))
-        cls = SqueezeBackward1 if isinstance(dim, int) else SqueezeBackward4
+        cls = SqueezeBackward1 if isinstance(dim, int) else SqueezeBackward2
     return as_view(cls.apply(input, shape=new), input)
 
 
