@@ -20,6 +20,12 @@ class _GradModeContext:
 
     mode = True
 
+    def __new__(cls, *args):
+        # ``@no_grad`` without parentheses passes the function itself
+        if cls in (no_grad, enable_grad) and len(args) == 1 and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
     def __enter__(self):
         self.prev = _state.enabled
         _state.enabled = self.mode

@@ -33,7 +33,42 @@ def _convert(index):
             raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or "
                              f"byte Variables are valid indices (got {type(i).__name__})")
         out.append(i)
+    if advanced and any(isinstance(i, (int, np.integer)) for i in out):
+        return _ints_first(out), True
     return (tuple(out) if type(index) is tuple or len(out) != 1 else out[0]), advanced
+
+
+class _Steps(tuple):
+    """Indices applied one after another."""
+
+
+def _ints_first(items):
+    """torch applies integer indices before advanced ones (numpy mixes them, which moves dims):
+    split the index into an integer step and the rest."""
+    first, rest = [], []
+    for i in items:
+        if i is Ellipsis:
+            first.append(Ellipsis)
+            rest.append(Ellipsis)
+        elif i is None:
+            rest.append(None)
+        elif isinstance(i, (int, np.integer)):
+            first.append(i)
+        else:
+            n = i.ndim if isinstance(i, np.ndarray) and i.dtype == np.bool_ else 1
+            first += [slice(None)] * n
+            rest.append(i)
+    return _Steps((tuple(first), tuple(rest)))
+
+
+def _target(arr, index):
+    """(array, index) such that ``array[index]`` is ``arr[index]`` for a plain or stepped index,
+    with ``array`` a view of ``arr`` (so assignments reach ``arr``)."""
+    if type(index) is _Steps:
+        for step in index[:-1]:
+            arr = arr[step]
+        index = index[-1]
+    return arr, index
 
 
 def _torch_error(e):
@@ -48,12 +83,17 @@ UnsqueezeBackward0 = type("UnsqueezeBackward0", (SliceBackward0,), {})
 AliasBackward0 = type("AliasBackward0", (SliceBackward0,), {})
 
 
-class IndexBackward0(SliceBackward0):
+class IndexBackward0(Function):
     """Advanced indexing: a copy; repeated indices accumulate their gradients."""
+
+    def forward(self, x, index):
+        self.in_shape, self.index = x.shape, index
+        arr, idx = _target(x, index)
+        return arr[idx]
 
     def backward(self, g):
         grad = np.zeros(self.in_shape, dtype=g.dtype)
-        np.add.at(grad, self.index, g)
+        np.add.at(*_target(grad, self.index), g)
         return grad
 
 
@@ -75,6 +115,8 @@ def _basic_node(index):
 def _all_advanced(index):
     """True if the index has only arrays, full slices and Ellipsis: torch then records
     IndexPutBackward0; with ints or partial slices it indexes a view first (CopySlices)."""
+    if type(index) is _Steps:
+        return False
     items = index if type(index) is tuple else (index,)
     return all(isinstance(i, np.ndarray) or i is Ellipsis or i == slice(None) for i in items)
 
@@ -95,16 +137,21 @@ class CopySlices(Function):
     def forward(self, x, value, index):
         self.index = index
         out = x.copy()
-        out[index] = value
+        arr, idx = _target(out, index)
+        arr[idx] = value
         return out
 
     def backward(self, g):
         need_x, need_v = self.needs_input_grad
-        gx = None
+        gx = gv = None
         if need_x:
             gx = g.copy()
-            gx[self.index] = 0
-        return gx, (g[self.index] if need_v else None)
+            arr, idx = _target(gx, self.index)
+            arr[idx] = 0
+        if need_v:
+            arr, idx = _target(g, self.index)
+            gv = arr[idx]
+        return gx, gv
 
 
 IndexPutBackward0 = type("IndexPutBackward0", (CopySlices,), {})
@@ -125,7 +172,8 @@ def setitem(x, index, value):
             x._assign(cls.apply(x, value, index=idx))
         else:
             x._check_inplace()
-            x._data[idx] = value._data if isinstance(value, Tensor) else value
+            arr, i = _target(x._data, idx)
+            arr[i] = value._data if isinstance(value, Tensor) else value
             x._bump()
     except IndexError as e:
         raise _torch_error(e) from None
