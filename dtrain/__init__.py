@@ -39,6 +39,9 @@ from .ops.shape import (cat, chunk, concat, concatenate, expand_as, flatten, fli
                         permute, repeat, reshape, split, squeeze, stack, swapaxes, swapdims, t,
                         transpose, unbind, unsqueeze)
 
+from .serialization import load, save
+from . import datasets, nn, optim, utils  # noqa: E402  (they import the names above)
+
 __version__ = "0.1.0"
 
 half = float16

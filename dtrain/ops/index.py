@@ -217,3 +217,34 @@ def gather(input, dim, index):
         return GatherBackward0.apply(input, index, dim=d)
     except IndexError as e:
         raise RuntimeError(f"index out of range in gather: {e}") from None
+
+
+class EmbeddingBackward0(Function):
+    def forward(self, weight, indices, padding_idx):
+        self.shape, self.padding_idx, self.indices = weight.shape, padding_idx, indices
+        return weight[indices]
+
+    def backward(self, g):
+        grad = np.zeros(self.shape, dtype=g.dtype)
+        np.add.at(grad, self.indices, g)
+        if self.padding_idx is not None:
+            grad[self.padding_idx] = 0
+        return grad, None, None
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    """Rows of ``weight`` picked by the integer ``input``. >>> F.embedding(ids, table)"""
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError("dtrain's embedding supports padding_idx only (no max_norm, "
+                                  "scale_grad_by_freq or sparse gradients)")
+    idx = input._data
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the "
+                           f"following scalar types: Long, Int; but got {input.type()} instead")
+    n = weight._data.shape[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError("index out of range in self")
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += n
+    return EmbeddingBackward0.apply(weight, idx, padding_idx)

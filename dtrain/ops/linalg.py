@@ -126,3 +126,38 @@ def outer(input, vec2):
 
 
 ger = outer
+
+
+class AddmmBackward0(Function):
+    """x @ w.T + b for a 2-D x: one BLAS call and an in-place add."""
+
+    def forward(self, x, w, b):
+        self.save_for_backward(x, w)
+        out = x @ w.T
+        if b is not None:
+            out += b
+        return out
+
+    def backward(self, g):
+        x, w = self.saved_tensors
+        need_x, need_w, need_b = self.needs_input_grad
+        return (g @ w if need_x else None, g.T @ x if need_w else None,
+                g.sum(axis=0) if need_b else None)
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias`` over the last dim. >>> F.linear(x, w, b)"""
+    _check(input, weight, "linear")
+    x = input._data
+    if x.shape[-1:] != weight._data.shape[-1:]:
+        lead = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({lead}x{x.shape[-1]} "
+                           f"and {weight._data.shape[1]}x{weight._data.shape[0]})")
+    if x.ndim == 2:
+        return AddmmBackward0.apply(input, weight, bias) if bias is not None else \
+            matmul(input, weight.t())
+    if x.ndim == 1 or bias is None:
+        out = matmul(input, weight.t())
+        return out if bias is None else out + bias
+    out = AddmmBackward0.apply(input.reshape(-1, x.shape[-1]), weight, bias)
+    return out.view(*x.shape[:-1], weight._data.shape[0])
