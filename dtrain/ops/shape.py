@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..autograd.function import Function
-from ..tensor import Size, Tensor, _dim
+from ..tensor import Size, _dim
 from .arith import promote
 from .views import as_view
 
