@@ -238,6 +238,24 @@ def uniform_(self, a=0.0, b=1.0, generator=None):
     return self._bump()
 
 
+def random_(self, from_=0, to=None, *, generator=None):
+    """Fill with integers from [from_, to), or [0, from_) given one bound, in place.
+    Without bounds, [0, 2**mantissa] for floats or the dtype's range for integers."""
+    from .creation import default_generator
+    if to is None and from_ != 0:
+        from_, to = 0, from_
+    if to is None:
+        d = self._data.dtype
+        to = (1 << (np.finfo(d).nmant + 1)) + 1 if d.kind == "f" else \
+            2 if d == np.bool_ else int(np.iinfo(d).max) + 1
+    if from_ >= to:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={from_} "
+                           f">= to={to}")
+    self._check_inplace()
+    self._data[...] = (generator or default_generator()).integers(from_, to, self._data.shape)
+    return self._bump()
+
+
 def normal_(self, mean=0.0, std=1.0, generator=None):
     """Fill with normal samples, in place."""
     from .creation import default_generator
@@ -268,6 +286,6 @@ def _bind_creation():
         size, fill_value, dtype=dtype or self.dtype, **kw)
 
 
-for _f in (zero_, fill_, copy_, uniform_, normal_, new_tensor):
+for _f in (zero_, fill_, copy_, uniform_, normal_, random_, new_tensor):
     setattr(Tensor, _f.__name__, _f)
 _bind_creation()

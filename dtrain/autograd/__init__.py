@@ -10,8 +10,30 @@ from .function import AccumulateGrad, Function
 from .grad_mode import (enable_grad, inference_mode, is_grad_enabled, no_grad,
                         set_grad_enabled)
 
-__all__ = ["backward", "grad", "Function", "no_grad", "enable_grad", "set_grad_enabled",
-           "inference_mode", "is_grad_enabled"]
+__all__ = ["backward", "grad", "Function", "Variable", "no_grad", "enable_grad",
+           "set_grad_enabled", "inference_mode", "is_grad_enabled"]
+
+
+class _VariableMeta(type):
+    def __instancecheck__(cls, other):
+        from ..tensor import Tensor
+        return isinstance(other, Tensor)
+
+
+class Variable(metaclass=_VariableMeta):
+    """Deprecated in torch, kept for old code: ``Variable(t)`` returns a Tensor sharing ``t``'s
+    storage, with ``requires_grad`` set as asked; every Tensor is an instance of Variable.
+
+    >>> x = dtrain.autograd.Variable(dtrain.ones(2), requires_grad=True)
+    """
+
+    def __new__(cls, data, requires_grad=False, volatile=False):
+        from ..tensor import Tensor
+        if not isinstance(data, Tensor):
+            raise TypeError(f"Variable data has to be a tensor, but got {type(data).__name__}")
+        out = data.detach()
+        out.requires_grad = requires_grad
+        return out
 
 
 def _as_tuple(x):
