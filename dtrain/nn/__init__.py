@@ -6,4 +6,4 @@
 """
 from . import functional, init
 from .modules import *  # noqa: F401,F403
-from .parameter import Parameter
+from .parameter import Buffer, Parameter

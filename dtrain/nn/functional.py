@@ -25,20 +25,20 @@ def relu(input, inplace=False):
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """exp(x) / sum(exp(x)) along ``dim``."""
-    return _softmax(input, _implicit_dim(input, dim), dtype)
+    return _softmax(input, _implicit_dim("softmax", input, dim), dtype)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """log(softmax(x)) along ``dim``, computed stably."""
-    return _log_softmax(input, _implicit_dim(input, dim), dtype)
+    return _log_softmax(input, _implicit_dim("log_softmax", input, dim), dtype)
 
 
-def _implicit_dim(input, dim):
+def _implicit_dim(name, input, dim):
     if dim is not None:
         return dim
     # torch's legacy choice when dim is left out (it also warns)
     import warnings
-    warnings.warn("Implicit dimension choice for softmax has been deprecated. Change the call "
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
                   "to include dim=X as an argument.", UserWarning, stacklevel=4)
     return 0 if input.dim() in (0, 1, 3) else 1
 
@@ -47,7 +47,8 @@ def flatten(input, start_dim=0, end_dim=-1):
     return input.flatten(start_dim, end_dim)
 
 
-__all__ = ["adaptive_avg_pool2d", "adaptive_max_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits", "conv2d", "cross_entropy", "dropout", "embedding",
-           "gelu", "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "max_pool2d",
-           "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "tanh"]
+__all__ = ["adaptive_avg_pool2d", "adaptive_max_pool2d", "avg_pool2d", "batch_norm",
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "conv2d", "cross_entropy",
+           "dropout", "embedding", "gelu", "l1_loss", "layer_norm", "leaky_relu", "linear",
+           "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax",
+           "tanh"]

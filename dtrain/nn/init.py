@@ -4,6 +4,7 @@ autograd) and returns it. Random draws come from dtrain's generator (``dtrain.ma
 >>> dtrain.nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -102,22 +103,40 @@ def xavier_normal_(tensor, gain=1.0, generator=None):
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
 
 
-def _kaiming_std(tensor, a, mode, nonlinearity):
-    if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
+def _calculate_correct_fan(tensor, mode):
+    mode = mode.lower()
+    valid_modes = ["fan_in", "fan_out"]
+    if mode not in valid_modes:
+        raise ValueError(f"Mode {mode} not supported, please use one of {valid_modes}")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    fan = fan_in if mode == "fan_in" else fan_out
-    if fan == 0:
-        raise ValueError("Initializing zero-element tensors is a no-op")
-    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def _empty(tensor):
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=3)
+        return True
+    return False
 
 
 def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
-    """He uniform: U(-b, b) with b = gain * sqrt(3 / fan)."""
-    bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
+    """He uniform: U(-b, b) with b = gain * sqrt(3 / fan), fan = fan_in or fan_out.
+
+    >>> nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+    """
+    if _empty(tensor):
+        return tensor
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_calculate_correct_fan(tensor, mode))
+    bound = math.sqrt(3.0) * std
     return uniform_(tensor, -bound, bound, generator)
 
 
 def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
-    """He normal: N(0, std^2) with std = gain / sqrt(fan)."""
-    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity), generator)
+    """He normal: N(0, std^2) with std = gain / sqrt(fan).
+
+    >>> nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    """
+    if _empty(tensor):
+        return tensor
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_calculate_correct_fan(tensor, mode))
+    return normal_(tensor, 0.0, std, generator)

@@ -1,4 +1,4 @@
-"""Parameter: a Tensor that a Module registers as one of its weights."""
+"""Parameter and Buffer: tensors that a Module registers when they are assigned to it."""
 from ..tensor import Tensor, _rebuild
 
 
@@ -29,12 +29,34 @@ class Parameter(Tensor):
         return (_rebuild_parameter, (self._data, self._requires_grad))
 
     def __deepcopy__(self, memo):
+        # as torch's: the values and requires_grad, not the gradient
         p = Parameter(Tensor._make(self._data.copy()), self._requires_grad)
-        if self._grad is not None:
-            p._grad = Tensor._make(self._grad._data.copy())
         memo[id(self)] = p
         return p
 
 
 def _rebuild_parameter(arr, requires_grad):
     return Parameter(_rebuild(arr, False), requires_grad)
+
+
+class _BufferMeta(type):
+    def __instancecheck__(cls, instance):
+        return isinstance(instance, Tensor) and getattr(instance, "_is_buffer", False)
+
+
+class Buffer(metaclass=_BufferMeta):
+    """Marks a tensor as a buffer: assigning it to a Module attribute registers it, as
+    ``register_buffer`` would (``persistent=False`` leaves it out of ``state_dict``). Like
+    torch's, it returns a plain Tensor, detached, that remembers it is a buffer.
+
+    >>> self.running_mean = dtrain.nn.Buffer(dtrain.zeros(16))
+    """
+
+    def __new__(cls, data=None, *, persistent=True):
+        if data is None:
+            from ..creation import empty
+            data = empty(0)
+        t = data.detach().requires_grad_(data.requires_grad)
+        t.persistent = persistent
+        t._is_buffer = True
+        return t

@@ -36,6 +36,10 @@ class LeakyReluBackward0(Function):
         return g * np.where(x > 0, 1, self.slope).astype(g.dtype)
 
 
+# torch's name for the in-place form (its node saves the result; ours keeps the old input)
+LeakyReluBackward1 = type("LeakyReluBackward1", (LeakyReluBackward0,), {})
+
+
 class GeluBackward0(Function):
     def forward(self, x, approximate):
         self.approximate = approximate
@@ -73,15 +77,15 @@ DropoutBackward = type("MulBackward0", (_Dropout,), {})  # torch 2.13 records dr
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """max(0, x) + negative_slope * min(0, x)."""
-    out = LeakyReluBackward0.apply(input, negative_slope)
-    return input._assign(out) if inplace else out
+    if inplace:
+        return input._assign(LeakyReluBackward1.apply(input, negative_slope))
+    return LeakyReluBackward0.apply(input, negative_slope)
 
 
 def gelu(input, approximate="none"):
     """x * Phi(x), or its tanh approximation with ``approximate="tanh"``."""
     if approximate not in ("none", "tanh"):
-        raise RuntimeError(f"approximate argument must be either none or tanh, got "
-                           f"'{approximate}'")
+        raise RuntimeError("approximate argument must be either none or tanh.")
     return GeluBackward0.apply(input, approximate)
 
 

@@ -156,8 +156,9 @@ def linear(input, weight, bias=None):
     if x.ndim == 2:
         return AddmmBackward0.apply(input, weight, bias) if bias is not None else \
             matmul(input, weight.t())
-    if x.ndim == 1 or bias is None:
+    if bias is None or not x.flags.c_contiguous:
         out = matmul(input, weight.t())
         return out if bias is None else out + bias
+    # torch folds a contiguous input to 2-D for one addmm, then views the result back
     out = AddmmBackward0.apply(input.reshape(-1, x.shape[-1]), weight, bias)
     return out.view(*x.shape[:-1], weight._data.shape[0])

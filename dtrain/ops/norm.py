@@ -3,7 +3,7 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.function import Function
-from ..tensor import Size, Tensor
+from ..tensor import Size
 
 
 def _normalize_backward(g, xhat, invstd, axes, n):
@@ -49,11 +49,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError(f"expected 2D or more input (got {x.ndim}D input)")
     axes = (0,) + tuple(range(2, x.ndim))
     c = x.shape[1]
+    if not training and (running_mean is None or running_var is None):
+        raise RuntimeError(f"{'running_mean' if running_mean is None else 'running_var'} must "
+                           "be defined in evaluation mode")
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
-        if t is not None and t._data.shape != (c,):
-            raise RuntimeError(f"batch_norm: {name} should have shape [{c}] for an input with "
-                               f"{c} channels, got {list(t._data.shape)}")
+        if t is not None and t._data.size != c:
+            raise RuntimeError(f"{name} should contain {c} elements not {t._data.size}")
     if training:
         n = x.size // c
         if n <= 1:
@@ -72,8 +74,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                 running_var._data += (momentum * n / (n - 1)) * var
                 running_var._bump()
     else:
-        if running_mean is None or running_var is None:
-            raise RuntimeError("batch_norm in eval mode needs running_mean and running_var")
         mean, var = running_mean._data, running_var._data
     invstd = 1 / np.sqrt(var + eps)
     return NativeBatchNormBackward0.apply(input, weight, bias, mean=mean.astype(x.dtype),
@@ -110,8 +110,14 @@ class NativeLayerNormBackward0(Function):
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     """Normalise over the last ``len(normalized_shape)`` dims. >>> F.layer_norm(x, (64,))"""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if input._data.shape[input._data.ndim - len(shape):] != shape:
+    x = input._data
+    if x.shape[x.ndim - len(shape):] != shape:
         raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape "
                            f"[*, {', '.join(map(str, shape))}], but got input of size"
-                           f"{Size(input._data.shape)}")
+                           f"{list(x.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t._data.shape != shape:
+            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but "
+                               f"got {name} of shape {list(t._data.shape)} and "
+                               f"normalized_shape = {list(shape)}")
     return NativeLayerNormBackward0.apply(input, weight, bias, ndim=len(shape), eps=eps)

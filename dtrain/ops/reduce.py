@@ -59,9 +59,10 @@ class MeanBackward0(_Reduce):
         if dtype is None:
             _float_only(x, "mean")
         axes = self.setup(x, dim, keepdim)
-        out = np.asarray(np.mean(x, axis=axes, keepdims=keepdim, dtype=dtype))
-        self.count = x.size // out.size if out.size else 0
-        return out
+        total = np.sum(x, axis=axes, keepdims=keepdim, dtype=dtype)
+        self.count = x.size // total.size if total.size else 0
+        with np.errstate(invalid="ignore", divide="ignore"):  # the mean of nothing is nan
+            return np.asarray(np.true_divide(total, self.count, dtype=total.dtype))
 
     def backward(self, g):
         return _expand(g / self.count, self.shape, self.axes, self.keepdim)

@@ -57,6 +57,8 @@ class GELU(Module):
 
 
 class Softmax(Module):
+    """exp(x) / sum(exp(x)) along ``dim``. >>> nn.Softmax(dim=1)"""
+
     def __init__(self, dim=None):
         super().__init__()
         self.dim = dim
@@ -68,6 +70,15 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
-class LogSoftmax(Softmax):
+class LogSoftmax(Module):
+    """log(softmax(x)) along ``dim``, computed stably. >>> nn.LogSoftmax(dim=1)"""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
     def forward(self, input):
         return F.log_softmax(input, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"

@@ -1,4 +1,5 @@
 """Loss modules: thin wrappers over dtrain.nn.functional."""
+from ...ops.loss import _legacy_reduction
 from .. import functional as F
 from .module import Module
 
@@ -81,11 +82,3 @@ class BCEWithLogitsLoss(_Loss):
         return F.binary_cross_entropy_with_logits(input, target, self.weight,
                                                   reduction=self.reduction,
                                                   pos_weight=self.pos_weight)
-
-
-def _legacy_reduction(size_average, reduce):
-    size_average = True if size_average is None else size_average
-    reduce = True if reduce is None else reduce
-    if not reduce:
-        return "none"
-    return "mean" if size_average else "sum"

@@ -6,9 +6,35 @@ import numpy as np
 from ... import _dtypes
 from ...autograd.grad_mode import no_grad
 from ...tensor import RemovableHandle, Tensor, _HookList
-from ..parameter import Parameter
+from ..parameter import Buffer, Parameter
 
-_IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns: the keys it did not find and the ones it did not use."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
+class _Hook:
+    """A registered forward (pre-)hook and how to call it."""
+
+    __slots__ = ("fn", "with_kwargs")
+
+    def __init__(self, fn, with_kwargs):
+        self.fn, self.with_kwargs = fn, with_kwargs
+
+
+def _add_hook(hooks, fn, prepend, with_kwargs):
+    hook = _Hook(fn, with_kwargs)
+    hooks.insert(0, hook) if prepend else hooks.append(hook)
+    return RemovableHandle(hooks, hook)
 
 
 class Module:
@@ -23,9 +49,15 @@ class Module:
     ...         return self.fc(x)
     """
 
+    _version = 1  # saved in state_dict metadata; a subclass bumps it when its state changes
+
     def __init__(self, *args, **kwargs):
-        if args or kwargs:
-            raise TypeError(f"{type(self).__name__}.__init__() got unexpected arguments")
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword "
+                            f"argument '{next(iter(kwargs))}'")
+        if args:
+            raise TypeError(f"{type(self).__name__}.__init__() takes 1 positional argument but "
+                            f"{len(args) + 1} were given")
         set_ = object.__setattr__
         set_(self, "training", True)
         set_(self, "_parameters", {})
@@ -40,62 +72,84 @@ class Module:
                                   '"forward" function')
 
     def __call__(self, *args, **kwargs):
-        for hook in self._forward_pre_hooks:
-            result = hook(self, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
+        for hook in list(self._forward_pre_hooks):
+            if hook.with_kwargs:
+                result = hook.fn(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result}.")
+                    args, kwargs = result
+            else:
+                result = hook.fn(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
         out = self.forward(*args, **kwargs)
-        for hook in self._forward_hooks:
-            result = hook(self, args, out)
+        for hook in list(self._forward_hooks):
+            result = hook.fn(self, args, kwargs, out) if hook.with_kwargs else \
+                hook.fn(self, args, out)
             if result is not None:
                 out = result
         return out
 
-    def register_forward_pre_hook(self, hook):
-        """Call ``hook(module, args)`` before forward; it may return replacement args."""
-        self._forward_pre_hooks.append(hook)
-        return RemovableHandle(self._forward_pre_hooks, hook)
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args)`` before forward; it may return replacement args. With
+        ``with_kwargs=True``: ``hook(module, args, kwargs)`` -> None or (args, kwargs).
 
-    def register_forward_hook(self, hook):
-        """Call ``hook(module, args, output)`` after forward; it may return a new output."""
-        self._forward_hooks.append(hook)
-        return RemovableHandle(self._forward_hooks, hook)
+        >>> handle = model.register_forward_pre_hook(lambda m, args: print(args[0].shape))
+        """
+        return _add_hook(self._forward_pre_hooks, hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args, output)`` after forward; it may return a new output. With
+        ``with_kwargs=True``: ``hook(module, args, kwargs, output)``.
+
+        >>> handle = model.fc.register_forward_hook(lambda m, args, out: feats.append(out))
+        """
+        return _add_hook(self._forward_hooks, hook, prepend, with_kwargs)
 
     # --- registration -----------------------------------------------------------------------
     def __setattr__(self, name, value):
+        def remove_from(*stores):
+            for store in stores:
+                if isinstance(store, dict):
+                    store.pop(name, None)
+                else:
+                    store.discard(name)
+
         params = self.__dict__.get("_parameters")
         if isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
-            self._forget(name)
+            # NOTE: not removed from _parameters, so a replaced parameter keeps its place
+            remove_from(self.__dict__, self._buffers, self._modules,
+                        self._non_persistent_buffers_set)
             self.register_parameter(name, value)
-        elif isinstance(value, Module):
-            if params is None:
-                raise AttributeError("cannot assign module before Module.__init__() call")
-            self._forget(name)
-            self._modules[name] = value
         elif params is not None and name in params:
             if value is not None:
                 raise TypeError(f"cannot assign '{_typename(value)}' as parameter '{name}' "
                                 "(dtrain.nn.Parameter or None expected)")
-            params[name] = None
+            self.register_parameter(name, value)
+        elif isinstance(value, Module):
+            if params is None:
+                raise AttributeError("cannot assign module before Module.__init__() call")
+            remove_from(self.__dict__, self._parameters, self._buffers,
+                        self._non_persistent_buffers_set)
+            self._modules[name] = value
         elif params is not None and name in self._modules:
             if value is not None:
                 raise TypeError(f"cannot assign '{_typename(value)}' as child module '{name}' "
                                 "(dtrain.nn.Module or None expected)")
-            self._modules[name] = None
-        elif params is not None and name in self._buffers:
+            self._modules[name] = value
+        elif params is not None and (isinstance(value, Buffer) or name in self._buffers):
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign '{_typename(value)}' as buffer '{name}' "
-                                "(dtrain.Tensor or None expected)")
-            self._buffers[name] = value
+                                "(dtrain.nn.Buffer, dtrain.Tensor or None expected)")
+            persistent = value.persistent if isinstance(value, Buffer) else \
+                name not in self._non_persistent_buffers_set
+            self.register_buffer(name, value, persistent)
         else:
             object.__setattr__(self, name, value)
-
-    def _forget(self, name):
-        for store in (self.__dict__, self._parameters, self._buffers, self._modules):
-            store.pop(name, None)
-        self._non_persistent_buffers_set.discard(name)
 
     def __getattr__(self, name):
         d = self.__dict__
@@ -106,28 +160,34 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
-        for store in (self._parameters, self._buffers, self._modules):
-            if name in store:
-                del store[name]
-                self._non_persistent_buffers_set.discard(name)
-                return
-        object.__delattr__(self, name)
+        if name in self._parameters:
+            del self._parameters[name]
+        elif name in self._buffers:
+            del self._buffers[name]
+            self._non_persistent_buffers_set.discard(name)
+        elif name in self._modules:
+            del self._modules[name]
+        else:
+            object.__delattr__(self, name)
 
-    def _check_name(self, name, kind):
+    def _check_name(self, name, kind, store):
         if not isinstance(name, str):
-            raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
+            raise TypeError(f"{kind} name should be a string. Got {_typename(name)}")
         if "." in name:
             raise KeyError(f'{kind} name can\'t contain "."')
         if name == "":
             raise KeyError(f'{kind} name can\'t be empty string ""')
-        if hasattr(self, name) and name not in getattr(self, f"_{kind}s", {}):
+        if hasattr(self, name) and name not in store:
             raise KeyError(f"attribute '{name}' already exists")
 
     def register_parameter(self, name, param):
-        """Add ``param`` (a Parameter or None) as parameter ``name``."""
+        """Add ``param`` (a Parameter or None) as parameter ``name``.
+
+        >>> self.register_parameter("scale", nn.Parameter(dtrain.ones(1)))
+        """
         if "_parameters" not in self.__dict__:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
-        self._check_name(name, "parameter")
+        self._check_name(name, "parameter", self._parameters)
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign '{_typename(param)}' object to parameter '{name}' "
                             "(dtrain.nn.Parameter or None required)")
@@ -135,10 +195,13 @@ class Module:
 
     def register_buffer(self, name, tensor, persistent=True):
         """Add a tensor that is state but not a parameter (e.g. BatchNorm's running mean).
-        Non-persistent buffers are left out of ``state_dict``."""
+        Non-persistent buffers are left out of ``state_dict``.
+
+        >>> self.register_buffer("running_mean", dtrain.zeros(16))
+        """
         if "_buffers" not in self.__dict__:
             raise AttributeError("cannot assign buffer before Module.__init__() call")
-        self._check_name(name, "buffer")
+        self._check_name(name, "buffer", self._buffers)
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"cannot assign '{_typename(tensor)}' object to buffer '{name}' "
                             "(dtrain Tensor or None required)")
@@ -149,10 +212,20 @@ class Module:
             self._non_persistent_buffers_set.add(name)
 
     def add_module(self, name, module):
-        """Add a child module (or None) as attribute ``name``."""
+        """Add a child module (or None) as attribute ``name``.
+
+        >>> self.add_module("fc", nn.Linear(4, 2))
+        """
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{_typename(module)} is not a Module subclass")
-        self._check_name(name, "module")
+        if not isinstance(name, str):
+            raise TypeError(f"module name should be a string. Got {_typename(name)}")
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"attribute '{name}' already exists")
+        if "." in name:
+            raise KeyError(f'module name can\'t contain ".", got: {name}')
+        if name == "":
+            raise KeyError('module name can\'t be empty string ""')
         self._modules[name] = module
 
     register_module = add_module
@@ -161,10 +234,33 @@ class Module:
         """The submodule at a dotted path such as ``"layer1.0"``."""
         mod = self
         for item in target.split(".") if target else ():
-            if item not in mod._modules:
+            if not hasattr(mod, item):
                 raise AttributeError(f"{type(mod).__name__} has no attribute `{item}`")
-            mod = mod._modules[item]
+            mod = getattr(mod, item)
+            if not isinstance(mod, Module):
+                raise AttributeError(f"`{item}` is not an nn.Module")
         return mod
+
+    def get_parameter(self, target):
+        """The Parameter at a dotted path such as ``"layer1.0.weight"``."""
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        param = getattr(mod, name)
+        if not isinstance(param, Parameter):
+            raise AttributeError(f"`{name}` is not an nn.Parameter")
+        return param
+
+    def get_buffer(self, target):
+        """The buffer at a dotted path such as ``"bn.running_mean"``."""
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        if name not in mod._buffers:
+            raise AttributeError(f"`{name}` is not a buffer")
+        return getattr(mod, name)
 
     # --- traversal --------------------------------------------------------------------------
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
@@ -202,9 +298,10 @@ class Module:
             else [(prefix, self)]
         for mod_prefix, mod in mods:
             for name, value in getattr(mod, store).items():
-                if value is None or (remove_duplicate and id(value) in seen):
+                if value is None or id(value) in seen:
                     continue
-                seen.add(id(value))
+                if remove_duplicate:
+                    seen.add(id(value))
                 yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
@@ -226,41 +323,58 @@ class Module:
     # --- state --------------------------------------------------------------------------------
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
         """An OrderedDict of parameters and persistent buffers under torch's dotted keys
-        (``"layer1.0.weight"``), detached unless ``keep_vars``."""
+        (``"layer1.0.weight"``), detached unless ``keep_vars``; its ``_metadata`` records each
+        module's ``_version``, as torch's.
+
+        >>> dtrain.save(model.state_dict(), "model.pt")
+        """
         if destination is None:
             destination = OrderedDict()
-        for name, p in self._parameters.items():
-            if p is not None:
-                destination[prefix + name] = p if keep_vars else p.detach()
-        for name, b in self._buffers.items():
-            if b is not None and name not in self._non_persistent_buffers_set:
-                destination[prefix + name] = b if keep_vars else b.detach()
+            destination._metadata = OrderedDict()
+        if hasattr(destination, "_metadata"):
+            destination._metadata[prefix[:-1]] = {"version": self._version}
+        self._save_to_state_dict(destination, prefix, keep_vars)
         for name, child in self._modules.items():
             if child is not None:
                 child.state_dict(destination=destination, prefix=f"{prefix}{name}.",
                                  keep_vars=keep_vars)
         return destination
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        for name, p in self._parameters.items():
+            if p is not None:
+                destination[prefix + name] = p if keep_vars else p.detach()
+        for name, b in self._buffers.items():
+            if b is not None and name not in self._non_persistent_buffers_set:
+                destination[prefix + name] = b if keep_vars else b.detach()
+
     def load_state_dict(self, state_dict, strict=True, assign=False):
-        """Copy parameters and buffers from ``state_dict``. With ``strict``, missing or
-        unexpected keys raise; either way they are returned as (missing_keys, unexpected_keys).
+        """Copy parameters and buffers from ``state_dict`` into this module's tensors (or, with
+        ``assign``, take the given tensors). Missing and unexpected keys are returned as
+        (missing_keys, unexpected_keys); with ``strict`` they raise, as do shape mismatches.
+
+        >>> model.load_state_dict(dtrain.load("model.pt"))
+        <All keys matched successfully>
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
-        own = self.state_dict(keep_vars=True)
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        errors = []
-        for key, target in own.items():
-            if key not in state_dict:
-                continue
-            src = state_dict[key]
-            if not isinstance(src, Tensor):
-                src = Tensor._make(np.asarray(src))
-            if src._data.shape != target._data.shape:
-                errors.append(f"size mismatch for {key}: copying a param with shape "
-                              f"{src.shape} from checkpoint, the shape in current model is "
-                              f"{target.shape}.")
+        missing, unexpected, errors = [], [], []
+        metadata = getattr(state_dict, "_metadata", None)
+        state_dict = OrderedDict(state_dict)
+
+        def load(module, local_state, prefix=""):
+            local_metadata = {} if metadata is None else dict(metadata.get(prefix[:-1], {}))
+            if assign:
+                local_metadata["assign_to_params_buffers"] = True
+            module._load_from_state_dict(local_state, prefix, local_metadata, True, missing,
+                                         unexpected, errors)
+            for name, child in module._modules.items():
+                if child is not None:
+                    child_prefix = f"{prefix}{name}."
+                    load(child, {k: v for k, v in local_state.items()
+                                 if k.startswith(child_prefix)}, child_prefix)
+
+        load(self, state_dict)
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: "
@@ -271,24 +385,65 @@ class Module:
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                + "\n\t".join(errors))
-        with no_grad():
-            for key, target in own.items():
-                if key in state_dict:
-                    src = state_dict[key]
-                    src = src if isinstance(src, Tensor) else Tensor._make(np.asarray(src))
-                    if assign:
-                        target.data = src.detach().to(target.dtype)
-                    else:
-                        target.copy_(src)
         return _IncompatibleKeys(missing, unexpected)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """Load this module's own parameters and buffers (not its children's); a subclass may
+        override it to convert old checkpoints, as torch's BatchNorm does."""
+        local_state = {k: v for k, v in self._parameters.items() if v is not None}
+        local_state.update((k, v) for k, v in self._buffers.items()
+                           if v is not None and k not in self._non_persistent_buffers_set)
+        assign = local_metadata.get("assign_to_params_buffers", False)
+        for name, param in local_state.items():
+            key = prefix + name
+            if key not in state_dict:
+                if strict:
+                    missing_keys.append(key)
+                continue
+            src = state_dict[key]
+            if not isinstance(src, Tensor):
+                error_msgs.append(f'While copying the parameter named "{key}", expected '
+                                  "dtrain.Tensor or Tensor-like object from checkpoint but "
+                                  f"received {type(src)}")
+                continue
+            if param.dim() == 0 and src.shape == (1,):
+                src = src.reshape(())
+            if src.shape != param.shape:
+                error_msgs.append(f"size mismatch for {key}: copying a param with shape "
+                                  f"{src.shape} from checkpoint, the shape in current model is "
+                                  f"{param.shape}.")
+                continue
+            with no_grad():
+                if not assign:
+                    param.copy_(src)
+                elif isinstance(param, Parameter):
+                    setattr(self, name, src if isinstance(src, Parameter) else
+                            Parameter(src, requires_grad=param.requires_grad))
+                else:
+                    setattr(self, name, src)
+        if strict:
+            for key in state_dict:
+                if key.startswith(prefix):
+                    parts = key[len(prefix):].split(".", 1)
+                    if len(parts) > 1:  # must be a child module's
+                        if parts[0] not in self._modules:
+                            unexpected_keys.append(key)
+                    elif parts[0] not in local_state:
+                        unexpected_keys.append(key)
 
     # --- modes and conversion ---------------------------------------------------------------
     def train(self, mode=True):
-        """Set training mode (Dropout drops, BatchNorm uses batch statistics)."""
+        """Set training mode (Dropout drops, BatchNorm uses batch statistics) on this module
+        and, through their own ``train``, on its children.
+
+        >>> model.train()
+        """
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
-        for m in self.modules():
-            object.__setattr__(m, "training", mode)
+        self.training = mode
+        for module in self.children():
+            module.train(mode)
         return self
 
     def eval(self):
@@ -318,7 +473,8 @@ class Module:
         return self
 
     def _apply(self, convert):
-        """Convert every parameter's and buffer's storage in place, keeping the objects."""
+        """Convert every parameter's and buffer's storage in place, keeping the objects (and
+        the gradients' objects, as torch's ``param.data = ...``)."""
         with no_grad():
             for m in self.modules():
                 for store in (m._parameters, m._buffers):
@@ -326,7 +482,7 @@ class Module:
                         if t is not None:
                             t.data = convert(t)
                             if t._grad is not None:
-                                t._grad = Tensor._make(convert(t._grad)._data)
+                                t._grad.data = convert(t._grad)
         return self
 
     def to(self, *args, **kwargs):
@@ -345,8 +501,8 @@ class Module:
             return self
         dtype = _dtypes.to_dtype(dtype)
         if not dtype.is_floating_point:
-            raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired "
-                            f"dtype={dtype}")
+            raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got "
+                            f"desired dtype={dtype}")
         return self._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
 
     def float(self):

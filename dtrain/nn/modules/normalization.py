@@ -1,6 +1,6 @@
 """BatchNorm1d, BatchNorm2d and LayerNorm."""
-from ... import creation
-from ... import _dtypes
+from ... import _dtypes, creation
+from ...autograd.grad_mode import no_grad
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
@@ -9,15 +9,19 @@ from .module import Module
 
 class _BatchNorm(Module):
     _input_dims = ()
+    _version = 2  # version 2 added num_batches_tracked
 
     def __init__(self, num_features, eps=1e-05, momentum=0.1, affine=True,
-                 track_running_stats=True, device=None, dtype=None):
+                 track_running_stats=True, device=None, dtype=None, *, bias=True):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
             self.weight = Parameter(creation.ones(num_features, dtype=dtype))
-            self.bias = Parameter(creation.zeros(num_features, dtype=dtype))
+            if bias:
+                self.bias = Parameter(creation.zeros(num_features, dtype=dtype))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -41,28 +45,43 @@ class _BatchNorm(Module):
         self.reset_running_stats()
         if self.affine:
             init.ones_(self.weight)
-            init.zeros_(self.bias)
+            if self.bias is not None:
+                init.zeros_(self.bias)
 
     def forward(self, input):
         if input.dim() not in self._input_dims:
             raise ValueError(f"expected {' or '.join(f'{d}D' for d in self._input_dims)} input "
                              f"(got {input.dim()}D input)")
-        momentum = self.momentum if self.momentum is not None else 0.0
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked._data += 1
-            self.num_batches_tracked._bump()
+        # torch's _BatchNorm.forward, step for step
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            with no_grad():
+                self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked.item())
-        use_batch = self.training or not self.track_running_stats
-        return F.batch_norm(input, self.running_mean if not self.training or
-                            self.track_running_stats else None,
-                            self.running_var if not self.training or
-                            self.track_running_stats else None,
-                            self.weight, self.bias, use_batch, momentum, self.eps)
+                momentum = 1.0 / float(self.num_batches_tracked)
+        # batch statistics in training, and in eval when there are no running ones
+        use_batch = self.training or (self.running_mean is None and self.running_var is None)
+        keep = not self.training or self.track_running_stats
+        return F.batch_norm(input, self.running_mean if keep else None,
+                            self.running_var if keep else None, self.weight, self.bias,
+                            use_batch, momentum, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # a checkpoint from before version 2 (or without metadata) may lack the counter
+        version = local_metadata.get("version", None)
+        key = prefix + "num_batches_tracked"
+        if (version is None or version < 2) and self.track_running_stats and \
+                key not in state_dict:
+            state_dict[key] = self.num_batches_tracked if self.num_batches_tracked is not None \
+                else creation.tensor(0, dtype=_dtypes.int64)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
 
 class BatchNorm1d(_BatchNorm):
@@ -99,4 +118,4 @@ class LayerNorm(Module):
 
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
