@@ -9,3 +9,13 @@ def pytest_configure(config):
 def torch():
     """The torch module, or a clean skip where it is not installed."""
     return pytest.importorskip("torch")
+
+
+@pytest.fixture(params=["dtrain", pytest.param("torch", marks=pytest.mark.torch)])
+def lib(request):
+    """The library under test: dtrain, then torch (skipped without it), so that each
+    behaviour test also proves it encodes torch's behaviour."""
+    if request.param == "dtrain":
+        import dtrain
+        return dtrain
+    return pytest.importorskip("torch")

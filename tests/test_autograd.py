@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-import dtrain
+from helpers import gname, nonleaf_grad, npy
 
 SCALAR_ONLY = "grad can be implicitly created only for scalar outputs"
 SECOND_BACKWARD = (
@@ -21,28 +21,6 @@ SECOND_BACKWARD = (
 MODIFIED_INPLACE = (r"^one of the variables needed for gradient computation has been modified "
                     r"by an inplace operation: .*is at version 1; expected version 0 instead")
 LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
-
-
-@pytest.fixture(params=["dtrain", pytest.param("torch", marks=pytest.mark.torch)])
-def lib(request):
-    if request.param == "dtrain":
-        return dtrain
-    return pytest.importorskip("torch")
-
-
-def npy(x):
-    return np.array(x.detach().numpy(), copy=True)
-
-
-def gname(x):
-    return None if x.grad_fn is None else type(x.grad_fn).__name__
-
-
-def nonleaf_grad(x):
-    """x.grad for a non-leaf, without torch's UserWarning about reading it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return x.grad
 
 
 # --- requires_grad and leaves ------------------------------------------------------------------

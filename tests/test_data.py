@@ -22,13 +22,6 @@ from dtrain.utils.data.dataset import _tensor_batch
 Point = collections.namedtuple("Point", "x y")
 
 
-@pytest.fixture(params=["dtrain", pytest.param("torch", marks=pytest.mark.torch)])
-def lib(request):
-    if request.param == "dtrain":
-        return dtrain
-    return request.getfixturevalue("torch")
-
-
 def plain(x):
     """A batch of either library as comparable Python data: tensors become (dtype, shape,
     values); containers keep their type's name."""

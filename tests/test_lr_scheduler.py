@@ -18,13 +18,6 @@ from dtrain.optim import lr_scheduler
 STEPS = 30
 
 
-@pytest.fixture(params=["dtrain", pytest.param("torch", marks=pytest.mark.torch)])
-def lib(request):
-    if request.param == "dtrain":
-        return dtrain
-    return pytest.importorskip("torch")
-
-
 def make_optimizer(lib, kind="SGD"):
     groups = [{"params": [lib.tensor([1.0], requires_grad=True)]},
               {"params": [lib.tensor([2.0], requires_grad=True)], "lr": 0.05}]

@@ -20,6 +20,7 @@ import pytest
 
 import dtrain
 from dtrain import optim
+from helpers import npy
 
 STEPS = 50
 SHAPES = [(3, 4), (5,), (), (2,), (3,), (2, 2)]
@@ -28,17 +29,6 @@ SECOND_GROUP = (2, NO_GRAD, EVERY_OTHER)
 NOISE = [[np.random.default_rng([t, i]).standard_normal(s) for i, s in enumerate(SHAPES)]
          for t in range(STEPS)]
 ATOL = {"SGD": 1e-6, "Adagrad": 1e-5, "RMSprop": 1e-5, "Adam": 1e-5, "AdamW": 1e-5}
-
-
-@pytest.fixture(params=["dtrain", pytest.param("torch", marks=pytest.mark.torch)])
-def lib(request):
-    if request.param == "dtrain":
-        return dtrain
-    return pytest.importorskip("torch")
-
-
-def npy(x):
-    return np.array(x.detach().numpy(), copy=True)
 
 
 def grid(**options):

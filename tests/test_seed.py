@@ -9,46 +9,13 @@ on a CPU build, `torchvision` never imported), the test asserts that the library
 way (same exception type), and a second test runs what the snippet evidently meant.
 """
 import importlib
-import re
 import warnings
 
 import numpy as np
 import pytest
 
 import dtrain
-
-
-@pytest.fixture(params=["dtrain", pytest.param("torch", marks=pytest.mark.torch)])
-def lib(request):
-    if request.param == "dtrain":
-        return dtrain
-    return pytest.importorskip("torch")
-
-
-def run(snippet, lib, **names):
-    """Exec a snippet with the word torch replaced by lib's name; return its namespace."""
-    src = re.sub(r"\btorch\b", lib.__name__, snippet)
-    ns = {lib.__name__: lib, "np": np, **names}
-    exec(compile(src, "<seed>", "exec"), ns)
-    return ns
-
-
-def npy(x):
-    return np.array(x.detach().numpy(), copy=True)
-
-
-def dname(d):
-    return str(d).rsplit(".", 1)[-1]
-
-
-def gname(x):
-    return None if x.grad_fn is None else type(x.grad_fn).__name__
-
-
-def nonleaf_grad(x):
-    with warnings.catch_warnings():  # torch warns when a non-leaf's .grad is read
-        warnings.simplefilter("ignore")
-        return x.grad
+from helpers import dname, gname, nonleaf_grad, npy, run
 
 
 def cuda_error(lib):

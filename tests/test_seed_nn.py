@@ -19,32 +19,13 @@ float64 rounding; where they differ (the optimizers' default eps; Adam's "effici
 exactly on a fixed ("teacher-forced") gradient sequence, and bounded on a real problem.
 """
 import inspect
-import re
 import textwrap
 
 import numpy as np
 import pytest
 
 import dtrain
-
-
-@pytest.fixture(params=["dtrain", pytest.param("torch", marks=pytest.mark.torch)])
-def lib(request):
-    if request.param == "dtrain":
-        return dtrain
-    return pytest.importorskip("torch")
-
-
-def run(snippet, lib, **names):
-    """Exec a snippet with the word torch replaced by lib's name; return its namespace."""
-    src = re.sub(r"\btorch\b", lib.__name__, snippet)
-    ns = {lib.__name__: lib, "np": np, **names}
-    exec(compile(src, "<seed>", "exec"), ns)
-    return ns
-
-
-def npy(x):
-    return np.array(x.detach().numpy(), copy=True)
+from helpers import npy, run
 
 
 def n_params(model):

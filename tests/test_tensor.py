@@ -8,22 +8,7 @@ import numpy as np
 import pytest
 
 import dtrain
-
-
-@pytest.fixture(params=["dtrain", pytest.param("torch", marks=pytest.mark.torch)])
-def lib(request):
-    if request.param == "dtrain":
-        return dtrain
-    return pytest.importorskip("torch")
-
-
-def npy(x):
-    """A numpy copy of a tensor of either library."""
-    return np.array(x.detach().numpy(), copy=True)
-
-
-def dname(d):
-    return str(d).rsplit(".", 1)[-1]
+from helpers import dname, npy
 
 
 def same(x, expected, dtype=None):
