@@ -1,4 +1,34 @@
+import os
+import shutil
+import tempfile
+
 import pytest
+
+# torch's optimizers load its compiler, which makes a cache directory in /tmp: keep it in a
+# directory of ours and remove it at the end, so the suite leaves nothing behind
+_TORCH_CACHE = tempfile.mkdtemp(prefix="dtrain-tests-torch-")
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", _TORCH_CACHE)
+
+
+_pytest_tmp = []
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_TORCH_CACHE, ignore_errors=True)
+    for base in _pytest_tmp:
+        shutil.rmtree(base, ignore_errors=True)
+        for link in base.parent.glob("*-current"):  # pytest's symlink to the newest run
+            link.unlink(missing_ok=True)
+        try:
+            base.parent.rmdir()  # pytest-of-<user>, if nothing else is in it
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_pytest_tmp(tmp_path_factory):
+    """Remove pytest's temporary directories when the run ends, not three runs later."""
+    _pytest_tmp.append(tmp_path_factory.getbasetemp())
 
 
 def pytest_configure(config):
