@@ -1,0 +1,147 @@
+"""Collective algorithms, each a generator run by the engine (see collective_run.py).
+
+Every algorithm works on flat, contiguous numpy arrays and ranks within the group. Reductions
+combine contributions in one fixed order (rank order, or ring order for one owner per chunk
+followed by copies), so every rank ends with bit-identical results.
+"""
+import numpy as np
+
+from .errors import DistMismatchError
+
+# reduce ops, by the codes of ReduceOp; AVG is SUM here, divided afterwards
+UFUNCS = (np.add, np.multiply, np.maximum, np.minimum, np.add, np.bitwise_and, np.bitwise_or,
+          np.bitwise_xor)
+
+SMALL = 64 * 1024  # bytes: below this, one direct exchange beats the ring's 2(n-1) steps
+
+
+def _others(run):
+    return [k for k in range(run.size) if k != run.me]
+
+
+def all_reduce(run, buf, op):
+    """Direct exchange for small buffers, ring reduce-scatter + all-gather for large ones."""
+    if run.size == 1:
+        return
+    if buf.nbytes <= SMALL or buf.size < run.size:
+        yield from _direct_all_reduce(run, buf, op)
+    else:
+        yield from _ring_all_reduce(run, buf, op)
+
+
+def _direct_all_reduce(run, buf, op):
+    mine = buf.copy()
+    for k in _others(run):
+        run.send(k, mine)
+    parts = {run.me: mine}
+    for k in _others(run):
+        parts[k] = run.expect((yield run.recv(k)), buf.size, k)
+    ufunc = UFUNCS[op]
+    np.copyto(buf, parts[0])
+    for k in range(1, run.size):
+        ufunc(buf, parts[k], out=buf)
+
+
+def _ring_all_reduce(run, buf, op):
+    n, r = run.size, run.me
+    right, left = (r + 1) % n, (r - 1) % n
+    chunks = np.array_split(buf, n)
+    ufunc = UFUNCS[op]
+    in_flight = {}
+    for step in range(n - 1):  # reduce-scatter: chunk (r+1) % n ends fully reduced here
+        send, recv = (r - step) % n, (r - step - 1) % n
+        in_flight[send] = run.send(right, chunks[send])
+        data = run.expect((yield run.recv(left)), chunks[recv].size, left)
+        ufunc(chunks[recv], data, out=chunks[recv])
+    for step in range(n - 1):  # all-gather the reduced chunks around the ring
+        send, recv = (r + 1 - step) % n, (r - step) % n
+        run.send(right, chunks[send])
+        data = run.expect((yield run.recv(left)), chunks[recv].size, left)
+        tracker = in_flight.pop(recv, None)
+        if tracker is not None:
+            tracker.wait()  # the chunk may still be on its way out from the first phase
+        np.copyto(chunks[recv], data)
+
+
+def broadcast(run, buf, root):
+    if run.me == root:
+        for k in _others(run):
+            run.send(k, buf)
+    else:
+        np.copyto(buf, run.expect((yield run.recv(root)), buf.size, root))
+
+
+def reduce(run, buf, op, root):
+    """Everyone sends to the root, which combines contributions in rank order."""
+    if run.me != root:
+        run.send(root, buf.copy() if buf.nbytes < SMALL else buf)
+        return
+    parts = {root: buf.copy()}
+    for k in _others(run):
+        parts[k] = run.expect((yield run.recv(k)), buf.size, k)
+    ufunc = UFUNCS[op]
+    np.copyto(buf, parts[0])
+    for k in range(1, run.size):
+        ufunc(buf, parts[k], out=buf)
+
+
+def all_gather(run, outs, buf):
+    for k in _others(run):
+        run.send(k, buf)
+    np.copyto(outs[run.me], buf)
+    for k in _others(run):
+        np.copyto(outs[k], run.expect((yield run.recv(k)), buf.size, k))
+
+
+def gather(run, outs, buf, root):
+    if run.me != root:
+        run.send(root, buf)
+        return
+    np.copyto(outs[root], buf)
+    for k in _others(run):
+        np.copyto(outs[k], run.expect((yield run.recv(k)), buf.size, k))
+
+
+def scatter(run, buf, ins, root):
+    if run.me == root:
+        for k in _others(run):
+            run.send(k, ins[k])
+        np.copyto(buf, ins[root])
+    else:
+        np.copyto(buf, run.expect((yield run.recv(root)), buf.size, root))
+
+
+def reduce_scatter(run, out, ins, op):
+    """Rank k ends with the reduction of everyone's ``ins[k]``, combined in rank order."""
+    for k in _others(run):
+        run.send(k, ins[k])
+    parts = {run.me: ins[run.me]}
+    for k in _others(run):
+        parts[k] = run.expect((yield run.recv(k)), out.size, k)
+    ufunc = UFUNCS[op]
+    np.copyto(out, parts[0])
+    for k in range(1, run.size):
+        ufunc(out, parts[k], out=out)
+
+
+def all_to_all(run, outs, ins):
+    for k in _others(run):
+        run.send(k, ins[k])
+    np.copyto(outs[run.me], ins[run.me])
+    for k in _others(run):
+        np.copyto(outs[k], run.expect((yield run.recv(k)), outs[k].size, k))
+
+
+def barrier(run):
+    empty = np.zeros(0, dtype=np.uint8)
+    for k in _others(run):
+        run.send(k, empty)
+    for k in _others(run):
+        yield run.recv(k)
+
+
+def check_sizes(name, arrays, count):
+    """Lists of per-rank tensors must have one entry per rank."""
+    if len(arrays) != count:
+        raise DistMismatchError(f"{name} needs a list of {count} tensors (one per rank in the "
+                                f"group), got {len(arrays)}")

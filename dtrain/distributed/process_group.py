@@ -1,0 +1,133 @@
+"""Process groups: who takes part, their ranks, sequence numbers, and how calls become Work."""
+import time
+
+import numpy as np
+
+from ..tensor import Tensor
+from .collective_run import OP_NAMES, CollectiveRun
+from .work import Work
+
+
+class RedOpType(int):
+    """One reduce op; prints as torch's do."""
+
+    def __repr__(self):
+        return f"<RedOpType.{OP_NAMES[self]}: {int(self)}>"
+
+
+class ReduceOp:
+    """Reduction operations, as ``torch.distributed.ReduceOp``: SUM, PRODUCT, MAX, MIN, AVG,
+    and BAND/BOR/BXOR for integer and bool tensors.
+
+    >>> dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    """
+
+    RedOpType = RedOpType
+    SUM, PRODUCT, MAX, MIN, AVG, BAND, BOR, BXOR = (RedOpType(i) for i in range(8))
+
+    def __init__(self, op):
+        self.op = RedOpType(_op_code(op))
+
+    def __eq__(self, other):
+        return _op_code(self) == _op_code(other)
+
+    def __hash__(self):
+        return hash(self.op)
+
+
+def _op_code(op):
+    if isinstance(op, ReduceOp):
+        return int(op.op)
+    if isinstance(op, str):
+        name = op.upper()
+        if hasattr(ReduceOp, name):
+            return int(getattr(ReduceOp, name))
+    elif isinstance(op, (int, np.integer)) and 0 <= int(op) < 8:
+        return int(op)
+    raise ValueError(f"unknown reduce op {op!r}; use dist.ReduceOp.SUM, PRODUCT, MAX, MIN, AVG, "
+                     "BAND, BOR or BXOR")
+
+
+class ProcessGroup:
+    """A set of ranks that communicate together. Every process of the job holds the same
+    groups, created in the same order, so a group's id is the same everywhere."""
+
+    def __init__(self, gid, ranks, my_global_rank, engine, timeout, name=""):
+        self.id = gid
+        self.ranks = list(ranks)
+        self.rank = self.ranks.index(my_global_rank)
+        self.engine = engine
+        self.timeout = timeout
+        self.name = name or str(gid)
+        self.seq = 0
+
+    def size(self):
+        return len(self.ranks)
+
+    def group_rank(self, global_rank):
+        try:
+            return self.ranks.index(global_rank)
+        except ValueError:
+            raise ValueError(f"rank {global_rank} is not part of group {self.id} (ranks "
+                             f"{self.ranks})") from None
+
+    def _work(self, description):
+        return Work(description, time.monotonic() + self.timeout)
+
+    def run(self, name, algorithm, args, dtype, shape, op=8, root=-1, after=None):
+        """Start a collective; returns its Work. ``after`` runs in the caller's thread once the
+        work has succeeded (copying results back into non-contiguous tensors, AVG's divide)."""
+        self.seq += 1
+        work = self._work(f"{name} (group {self.id}, op #{self.seq})")
+        if after is not None:
+            work._after.append(after)
+        run = CollectiveRun(self, self.seq, name, op, dtype, shape, root, work, algorithm, args)
+        if len(self.ranks) == 1:
+            _run_alone(run)
+        else:
+            self.engine.call(self.engine.start_collective, run)
+        return work
+
+    def send(self, array, dst, tag):
+        work = self._work(f"send to rank {dst} with tag {tag} (group {self.id})")
+        self.engine.call(self.engine.post_send, dst, self.id, tag, array, work)
+        return work
+
+    def recv(self, array, src, tag):
+        who = "any rank" if src is None else f"rank {src}"
+        work = self._work(f"recv from {who} with tag {tag} (group {self.id})")
+        self.engine.call(self.engine.post_recv, src, self.id, tag, array, work)
+        return work
+
+    def __repr__(self):
+        return f"<ProcessGroup {self.id} ranks={self.ranks}>"
+
+
+def _run_alone(run):
+    """A group of one: run the algorithm here; it never communicates."""
+    gen = run._algorithm(run, *run._args)
+    for _ in gen:
+        raise AssertionError("a single-rank collective tried to receive")
+    run.work._finish()
+
+
+def flat(tensor, name="tensor", writable=True):
+    """The numpy array behind a Tensor or array argument, checked, and a flat contiguous view
+    of it (or a contiguous copy plus a function that writes results back)."""
+    if isinstance(tensor, Tensor):
+        arr = tensor._data
+        if writable:
+            tensor._bump()
+    elif isinstance(tensor, np.ndarray):
+        arr = tensor
+    else:
+        raise TypeError(f"{name} must be a dtrain Tensor or a numpy array, got "
+                        f"{type(tensor).__name__}")
+    if writable and not arr.flags.writeable:
+        raise ValueError(f"{name} is read-only (for example an expanded view); pass a tensor "
+                         "that owns its memory, such as .clone()")
+    if arr.flags.c_contiguous:
+        return arr, arr.reshape(-1), None
+    buf = np.ascontiguousarray(arr).reshape(-1)
+    return arr, buf, (lambda: np.copyto(arr, buf.reshape(arr.shape))) if writable else None
+

@@ -1,0 +1,131 @@
+"""Joining a job: read rank and world size, meet at the store, exchange data-socket addresses.
+
+Rank 0 hosts the rendezvous store at MASTER_ADDR:MASTER_PORT (unless a store is passed in).
+Every rank binds its own data socket on a free port, publishes its address under its rank,
+reads everyone else's, and connects. The store also catches two processes claiming one rank and
+ranks that disagree on the world size.
+"""
+import ipaddress
+import os
+import socket
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from .errors import DistError
+from .transport import Engine
+
+DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+# launchers that set rank and world size under other names
+_RANK_VARS = ("RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK")
+_SIZE_VARS = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS", "PMI_SIZE")
+
+
+def default_timeout():
+    """30 minutes as in torch, or DTRAIN_TIMEOUT seconds."""
+    value = os.environ.get("DTRAIN_TIMEOUT")
+    if not value:
+        return DEFAULT_TIMEOUT
+    try:
+        return timedelta(seconds=float(value))
+    except ValueError:
+        raise ValueError(f"DTRAIN_TIMEOUT must be a number of seconds, got {value!r}") from None
+
+
+def _env_int(names, what):
+    for name in names:
+        value = os.environ.get(name)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"environment variable {name} must be an integer {what}, got "
+                                 f"{value!r}") from None
+    raise ValueError(f"environment variable {names[0]} expected, but not set: pass {what}= to "
+                     f"init_process_group or set {names[0]} (dtrain-run sets it for you)")
+
+
+def _port(value, source):
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} must be a port number, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{source} must be a port number between 1 and 65535, got {port}")
+    return port
+
+
+def parse(init_method, rank, world_size):
+    """(host, port, rank, world_size) from an init method and the environment."""
+    init_method = init_method or "env://"
+    url = urlparse(init_method)
+    if url.scheme == "env":
+        host = os.environ.get("MASTER_ADDR")
+        if not host:
+            raise ValueError("environment variable MASTER_ADDR expected, but not set: set it to "
+                             "the address of rank 0 (for one machine, 127.0.0.1)")
+        port = _port(os.environ.get("MASTER_PORT"), "environment variable MASTER_PORT")
+    elif url.scheme == "tcp":
+        if not url.hostname or url.port is None:
+            raise ValueError(f"init_method {init_method!r} must look like tcp://host:port")
+        host, port = url.hostname, _port(url.port, "the port of init_method")
+    else:
+        raise ValueError(f"init_method {init_method!r} is not supported: use 'env://' (the "
+                         "default) or 'tcp://host:port'")
+    if rank is None or rank < 0:
+        rank = _env_int(_RANK_VARS, "rank")
+    if world_size is None or world_size < 0:
+        world_size = _env_int(_SIZE_VARS, "world_size")
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size - 1}] for world_size {world_size}, "
+                         f"got {rank}")
+    return host, port, rank, world_size
+
+
+def local_host(master):
+    """The address this rank's peers can reach it at: loopback for a local job, else the
+    interface that routes to the master (DTRAIN_HOST overrides)."""
+    chosen = os.environ.get("DTRAIN_HOST")
+    if chosen:
+        return chosen
+    try:
+        if master == "localhost" or ipaddress.ip_address(master).is_loopback:
+            return "127.0.0.1"
+    except ValueError:
+        pass
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((socket.gethostbyname(master), 1))  # no packet is sent
+            return probe.getsockname()[0]
+    except OSError as e:
+        raise DistError(f"cannot find a local address that reaches MASTER_ADDR {master!r}: {e}. "
+                        "Set DTRAIN_HOST to this machine's address.") from None
+
+
+def join(store, rank, world_size, master_host, timeout):
+    """Open this rank's engine and connect it to every other rank's. Returns the engine."""
+    claims = store.add(f"rank/{rank}", 1)
+    if claims > 1:
+        raise DistError(f"two processes claim rank {rank}: each process needs its own RANK in "
+                        f"[0, {world_size - 1}]")
+    store.set(f"world_size/{rank}", str(world_size))
+    engine = Engine(rank, local_host(master_host))
+    try:
+        store.set(f"addr/{rank}", engine.address)
+        addresses = {}
+        for r in range(world_size):
+            theirs = int(store.get(f"world_size/{r}"))
+            if theirs != world_size:
+                raise DistError(f"rank {r} was started with world_size {theirs} but rank {rank} "
+                                f"with {world_size}; every process must use the same world size")
+            addresses[r] = store.get(f"addr/{r}").decode()
+        engine.call(engine.connect, addresses)
+        if store.add("joined", 1) == world_size:
+            store.set("all_joined", b"1")
+        store.wait(["all_joined"], timeout)
+    except BaseException:
+        engine.close()
+        raise
+    return engine

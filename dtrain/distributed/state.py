@@ -1,0 +1,215 @@
+"""The process's distributed state: the default group, the groups made since, the engine and
+the store; init_process_group, new_group and destroy_process_group."""
+import atexit
+import time
+
+from .errors import DistError, DistTimeoutError
+from .process_group import ProcessGroup
+from .rendezvous import default_timeout, join, parse
+from .store import TCPStore
+from .work import seconds
+
+
+class Backend(str):
+    """Backend names. dtrain's backend is "zmq"; "gloo" is its alias, so torch code that asks
+    for gloo runs unchanged. >>> dist.Backend("gloo")"""
+
+    ZMQ = "zmq"
+    GLOO = "gloo"
+    NCCL = "nccl"
+    MPI = "mpi"
+    UCC = "ucc"
+
+    def __new__(cls, name):
+        name = (name or "zmq").lower()
+        if name.startswith("cpu:"):
+            name = name[4:]
+        if name not in ("zmq", "gloo"):
+            raise RuntimeError(f"backend {name!r} is not available: dtrain's backend is 'zmq' "
+                               "(CPU, over ZeroMQ), and 'gloo' is accepted as its alias. Use "
+                               "backend='gloo' or leave it out.")
+        return super().__new__(cls, name)
+
+
+class _NonGroupMember:
+    def __repr__(self):
+        return "GroupMember.NON_GROUP_MEMBER"
+
+
+class GroupMember:
+    """``WORLD`` stands for the default group; ``NON_GROUP_MEMBER`` is what ``new_group`` returns
+    to processes that are not in the new group."""
+
+    WORLD = None
+    NON_GROUP_MEMBER = _NonGroupMember()
+
+
+class group:  # noqa: N801 - torch's name: dist.group.WORLD
+    WORLD = None
+
+
+class _World:
+    def __init__(self, pg, engine, store, backend, timeout):
+        self.default, self.engine, self.store = pg, engine, store
+        self.backend, self.timeout = backend, timeout
+        self.next_gid = 1
+        self.groups = {0: pg}
+
+
+_world = None
+
+
+def is_available():
+    """dtrain.distributed is always available."""
+    return True
+
+
+def is_initialized():
+    """True between init_process_group and destroy_process_group."""
+    return _world is not None
+
+
+def _uninitialized():
+    return ValueError("Default process group has not been initialized, please make sure to call "
+                      "init_process_group.")
+
+
+def resolve(pg):
+    """The ProcessGroup a user passed (None means the default group), checked."""
+    if _world is None:
+        raise _uninitialized()
+    if pg is None:
+        return _world.default
+    if pg is GroupMember.NON_GROUP_MEMBER:
+        raise ValueError(f"rank {_world.default.rank} is not a member of this group: new_group() "
+                         "returned GroupMember.NON_GROUP_MEMBER here. Only the ranks passed to "
+                         "new_group() may use the group it returns.")
+    if not isinstance(pg, ProcessGroup):
+        raise TypeError(f"group must be a ProcessGroup from new_group() or None, got "
+                        f"{type(pg).__name__}")
+    if _world.groups.get(pg.id) is not pg:
+        raise ValueError(f"group {pg.id} was destroyed or belongs to an earlier "
+                         "init_process_group(); create it again with new_group()")
+    return pg
+
+
+def init_process_group(backend=None, init_method=None, timeout=None, world_size=-1, rank=-1,
+                       store=None, group_name="", pg_options=None, device_id=None):
+    """Join the job: meet the other ranks at the rendezvous store and connect to them.
+
+    ``init_method`` is "env://" (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE from the
+    environment) or "tcp://host:port". Backend "zmq" is the default; "gloo" is its alias.
+    The timeout (30 minutes, or DTRAIN_TIMEOUT seconds) bounds every operation.
+
+    >>> dist.init_process_group("gloo", rank=0, world_size=2)
+    """
+    global _world
+    if _world is not None:
+        raise RuntimeError("trying to initialize the default process group twice! Call "
+                           "destroy_process_group() first.")
+    name = Backend(backend)
+    limit = seconds(timeout) if timeout is not None else default_timeout().total_seconds()
+    if store is None:
+        host, port, rank, world_size = parse(init_method, rank, world_size)
+        store = TCPStore(host, port, world_size, is_master=(rank == 0), timeout=limit,
+                         wait_for_workers=False)
+    else:
+        if rank is None or rank < 0 or world_size is None or world_size < 1:
+            raise ValueError("with store=..., pass rank= and world_size= too")
+        host = getattr(store, "host", "127.0.0.1")
+    try:
+        engine = join(store, rank, world_size, host, limit)
+    except BaseException:
+        store.close() if hasattr(store, "close") else None
+        raise
+    pg = ProcessGroup(0, range(world_size), rank, engine, limit, group_name or "default")
+    _world = _World(pg, engine, store, str(name), limit)
+
+
+def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
+              use_local_synchronization=False, group_desc=None):
+    """A group of some ranks. Every process must call new_group, with the same ranks, in the
+    same order, as in torch; non-members get GroupMember.NON_GROUP_MEMBER.
+
+    >>> g = dist.new_group([0, 1])
+    """
+    if _world is None:
+        raise _uninitialized()
+    Backend(backend)
+    size = _world.default.size()
+    members = sorted(set(range(size) if ranks is None else (int(r) for r in ranks)))
+    bad = [r for r in members if not 0 <= r < size]
+    if bad:
+        raise ValueError(f"new_group got ranks {bad} outside the world [0, {size - 1}]")
+    if not members:
+        raise ValueError("new_group needs at least one rank")
+    gid = _world.next_gid
+    _world.next_gid += 1
+    me = _world.default.rank
+    if me not in members:
+        return GroupMember.NON_GROUP_MEMBER
+    limit = seconds(timeout) if timeout is not None else _world.timeout
+    pg = ProcessGroup(gid, members, me, _world.engine, limit, group_desc or "")
+    _world.groups[gid] = pg
+    return pg
+
+
+def get_backend(group=None):
+    """The backend's name: the one passed to init_process_group ("gloo" or "zmq")."""
+    resolve(group)
+    return _world.backend
+
+
+def destroy_process_group(group=None):
+    """Leave the job (group None), or forget one group. Safe to call more than once."""
+    global _world
+    if _world is None:
+        return
+    if group is not None and group is not GroupMember.WORLD:
+        pg = resolve(group)
+        if pg.id != 0:
+            _world.groups.pop(pg.id, None)
+            return
+    world, _world = _world, None
+    world.engine.close()
+    world.store.close()
+
+
+def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
+    """A barrier that, on rank 0 of the group, names the ranks that did not arrive within
+    ``timeout`` (all of them with ``wait_all_ranks``, else the first).
+
+    >>> dist.monitored_barrier(timeout=datetime.timedelta(seconds=10))
+    """
+    pg = resolve(group)
+    limit = seconds(timeout) if timeout is not None else pg.timeout
+    pg.seq += 1
+    key = f"monitored_barrier/{pg.id}/{pg.seq}"
+    store = _world.store
+    me = pg.ranks[pg.rank]
+    store.set(f"{key}/{me}", b"1")
+    if pg.rank == 0:
+        end = time.monotonic() + limit
+        missing = []
+        for r in pg.ranks[1:]:
+            try:
+                store.wait([f"{key}/{r}"], max(end - time.monotonic(), 0.001))
+            except (DistTimeoutError, DistError):
+                missing.append(r)
+                if not wait_all_ranks:
+                    break
+        if missing:
+            who = f"ranks {missing}" if wait_all_ranks else f"rank {missing[0]}"
+            raise DistTimeoutError(f"monitored_barrier (group {pg.id}) on rank {me}: {who} "
+                                   f"failed to pass the barrier within {limit:.1f} s")
+        store.set(f"{key}/done", b"1")
+    else:
+        store.wait([f"{key}/done"], limit + 5)  # rank 0 may wait the whole limit first
+
+
+@atexit.register
+def _close_at_exit():
+    try:
+        destroy_process_group()
+    except Exception:
+        pass

@@ -1,0 +1,301 @@
+"""The engine: one thread per process owns every ZeroMQ socket (pyzmq sockets are not
+thread-safe). API calls hand it closures; it sends, receives, matches messages to the
+operations waiting for them, runs collective algorithms, and fails operations at their
+deadlines.
+
+Each rank binds one ROUTER socket and connects one DEALER to every peer's ROUTER, with its rank
+as identity, so the ROUTER knows who sent each message and the messages between two ranks
+arrive in the order sent. Incoming messages wait in mailboxes keyed by (group, source, tag) for
+point-to-point and (group, sequence number, source) for collectives, so an early message from
+one rank never confuses an operation waiting for another.
+"""
+import collections
+import os
+import threading
+import time
+
+import numpy as np
+import zmq
+
+from . import wire
+from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
+
+ZERO_COPY_MIN = 64 * 1024  # smaller payloads are copied: cheaper than tracking them
+_POLL_MAX_MS = 1000
+
+
+class Engine:
+    """The communication thread of one process."""
+
+    def __init__(self, rank, host):
+        self.rank = rank
+        self._host = host
+        self._commands = collections.deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._ready = threading.Event()
+        self._startup_error = None
+        self._stopping = False
+        self.address = None
+        self._thread = threading.Thread(target=self._run, name=f"dtrain-engine-{rank}",
+                                        daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    # --- called from any thread ---------------------------------------------------------------
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the engine thread, soon."""
+        if self._stopping:
+            raise DistBackendError("the process group was destroyed; call "
+                                   "init_process_group() again before communicating")
+        self._commands.append((fn, args))
+        os.write(self._wake_w, b"x")
+
+    def close(self, timeout=10.0):
+        """Stop the thread, flushing queued messages for up to a few seconds."""
+        if self._stopping:
+            return
+        self.call(self._stop)
+        self._stopping = True
+        self._thread.join(timeout)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # --- engine thread --------------------------------------------------------------------------
+    def _run(self):
+        try:
+            self._setup()
+        except Exception as e:  # reported to the constructor
+            self._startup_error = DistBackendError(f"rank {self.rank} could not open its data "
+                                                   f"socket on {self._host}: {e}")
+            self._ready.set()
+            return
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        while not self._stopped:
+            events = dict(poller.poll(self._poll_timeout_ms()))
+            if self._wake_r in events:
+                try:
+                    os.read(self._wake_r, 65536)
+                except BlockingIOError:
+                    pass
+            while self._commands:
+                fn, args = self._commands.popleft()
+                try:
+                    fn(*args)
+                except Exception as e:  # a bug in a command must not kill the engine
+                    self._fail_all(DistBackendError(f"internal error in the engine: {e!r}"))
+            if self._router in events:
+                self._receive_all()
+            self._check_deadlines()
+        self._teardown()
+
+    def _setup(self):
+        self._ctx = zmq.Context()
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.RCVHWM, 0)
+        self._router.setsockopt(zmq.LINGER, 0)
+        port = self._router.bind_to_random_port(f"tcp://{self._host}")
+        self.address = f"tcp://{self._host}:{port}"
+        self._peers = {}
+        self._p2p_mail = collections.defaultdict(collections.deque)   # (group, tag) -> messages
+        self._p2p_waiting = collections.defaultdict(list)             # (group, tag) -> recvs
+        self._coll_mail = collections.defaultdict(collections.deque)  # (group, seq, src) -> msgs
+        self._runs = {}        # (group, seq) -> running collective
+        self._pending = {}     # id(work) -> (work, on_timeout)
+        self._broken = {}      # group -> error that made it unusable
+        self._stopped = False
+
+    def _stop(self):
+        self._stopped = True
+
+    def _teardown(self):
+        self._fail_all(DistBackendError("the process group was destroyed while this "
+                                        "operation was in flight"))
+        for sock in self._peers.values():
+            sock.close(linger=3000)  # let queued messages reach their peers
+        self._router.close(linger=0)
+        self._ctx.term()
+
+    def connect(self, addresses):
+        """Connect to every peer's data socket. ``addresses``: global rank -> address."""
+        for rank, address in addresses.items():
+            if rank == self.rank or rank in self._peers:
+                continue
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.IDENTITY, b"%d" % self.rank)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            sock.connect(address)
+            self._peers[rank] = sock
+
+    def send(self, dst, header, payload):
+        """Send one message; returns a ZeroMQ tracker when the payload went without a copy."""
+        sock = self._peers[dst]
+        buf = memoryview(payload).cast("B") if payload.nbytes else b""
+        if payload.nbytes >= ZERO_COPY_MIN:
+            return sock.send_multipart([header, buf], copy=False, track=True)
+        sock.send_multipart([header, buf])
+        return None
+
+    def _receive_all(self):
+        while True:
+            try:
+                ident, head, payload = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            except ValueError:  # not three frames: not one of ours
+                continue
+            try:
+                src = int(ident.bytes)
+                header = wire.decode(head.bytes)
+            except ValueError:
+                continue  # not a dtrain message; ignore it
+            if header.kind == wire.P2P:
+                self._deliver_p2p(src, header, payload)
+            elif header.kind == wire.COLLECTIVE:
+                key = (header.group, header.seq)
+                run = self._runs.get(key)
+                if run is not None and run.waiting_for == src:
+                    run.resume(src, header, payload)
+                else:
+                    self._coll_mail[(header.group, header.seq, src)].append((header, payload))
+            elif header.kind == wire.ABORT:
+                text = bytes(payload.buffer).decode("utf-8", "replace")
+                cls = DistMismatchError if header.op == 1 else DistPeerError
+                self.break_group(header.group, cls(text), notify=False)
+
+    # --- point-to-point -------------------------------------------------------------------------
+    def post_send(self, dst, group, tag, array, work):
+        if self._refuse(group, work):
+            return
+        header = wire.encode(wire.P2P, group, 0, tag, 0, 0, array.dtype, array.shape, -1,
+                             array.nbytes)
+        tracker = self.send(dst, header, np.ascontiguousarray(array))
+        if tracker is not None:
+            work._trackers.append(tracker)
+        work._finish()
+
+    def post_recv(self, src, group, tag, array, work):
+        if self._refuse(group, work):
+            return
+        mail = self._p2p_mail[(group, tag)]
+        for i, (sender, header, payload) in enumerate(mail):
+            if src is None or sender == src:
+                del mail[i]
+                self._complete_recv(work, array, sender, header, payload)
+                return
+        self._p2p_waiting[(group, tag)].append((src, array, work))
+        self._pending[id(work)] = (work, lambda: self._p2p_timeout(group, tag, src, work))
+
+    def _deliver_p2p(self, sender, header, payload):
+        key = (header.group, header.tag)
+        waiting = self._p2p_waiting[key]
+        for i, (src, array, work) in enumerate(waiting):
+            if src is None or src == sender:
+                del waiting[i]
+                self._pending.pop(id(work), None)
+                self._complete_recv(work, array, sender, header, payload)
+                return
+        self._p2p_mail[key].append((sender, header, payload))
+
+    def _complete_recv(self, work, array, sender, header, payload):
+        if header.dtype != array.dtype or header.shape != array.shape:
+            work._finish(DistMismatchError(
+                f"recv on rank {self.rank}: rank {sender} sent a tensor of shape "
+                f"{list(header.shape)} and dtype {header.dtype}, but the receive buffer has "
+                f"shape {list(array.shape)} and dtype {array.dtype}. Allocate the buffer with "
+                "the sender's shape and dtype."), source=sender)
+            return
+        if array.nbytes:
+            np.copyto(array, wire.as_array(payload.buffer, array.dtype, array.shape))
+        work._finish(source=sender)
+
+    def _p2p_timeout(self, group, tag, src, work):
+        waiting = self._p2p_waiting[(group, tag)]
+        waiting[:] = [w for w in waiting if w[2] is not work]
+        who = f"rank {src}" if src is not None else "any rank"
+        work._finish(DistTimeoutError(
+            f"{work.description} on rank {self.rank} timed out waiting for a message from "
+            f"{who} with tag {tag} (group {group}). Check that the sender calls send with the "
+            "same tag and group."))
+
+    # --- collectives ----------------------------------------------------------------------------
+    def start_collective(self, run):
+        if self._refuse(run.group.id, run.work):
+            return
+        key = (run.group.id, run.seq)
+        self._runs[key] = run
+        self._pending[id(run.work)] = (run.work, run.timeout)
+        run.start(self)
+
+    def take_collective_mail(self, group, seq, src):
+        mail = self._coll_mail.get((group, seq, src))
+        if mail:
+            item = mail.popleft()
+            if not mail:
+                del self._coll_mail[(group, seq, src)]
+            return item
+        return None
+
+    def collective_done(self, run):
+        self._runs.pop((run.group.id, run.seq), None)
+        self._pending.pop(id(run.work), None)
+
+    def break_group(self, group, error, notify=True, peers=()):
+        """Make a group unusable: fail what waits on it and, if ``notify``, tell ``peers``."""
+        if group in self._broken:
+            return
+        self._broken[group] = error
+        if notify:
+            kind = 1 if isinstance(error, DistMismatchError) else 2
+            header = wire.encode(wire.ABORT, group, 0, 0, 0, kind, None, (), -1, 0)
+            text = np.frombuffer(str(error).encode("utf-8"), dtype=np.uint8)
+            for peer in peers:
+                if peer != self.rank and peer in self._peers:
+                    self.send(peer, header, text)
+        for key, run in list(self._runs.items()):
+            if key[0] == group:
+                run.fail(error)
+        for key, waiting in self._p2p_waiting.items():
+            if key[0] == group:
+                for _, _, work in waiting:
+                    self._pending.pop(id(work), None)
+                    work._finish(error)
+                waiting.clear()
+
+    def _refuse(self, group, work):
+        error = self._broken.get(group)
+        if error is not None:
+            work._finish(error)
+            return True
+        return False
+
+    # --- deadlines ------------------------------------------------------------------------------
+    def _poll_timeout_ms(self):
+        if not self._pending:
+            return _POLL_MAX_MS
+        soonest = min(work.deadline for work, _ in self._pending.values())
+        return max(0, min(_POLL_MAX_MS, int((soonest - time.monotonic()) * 1000) + 1))
+
+    def _check_deadlines(self):
+        if not self._pending:
+            return
+        now = time.monotonic()
+        for key, (work, on_timeout) in list(self._pending.items()):
+            if work.deadline <= now:
+                self._pending.pop(key, None)
+                on_timeout()
+
+    def _fail_all(self, error):
+        for work, _ in list(self._pending.values()):
+            work._finish(error)
+        self._pending.clear()
+        for run in list(self._runs.values()):
+            run.fail(error)
+        self._runs.clear()
+

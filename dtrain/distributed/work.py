@@ -1,0 +1,100 @@
+"""Work: the handle of a communication in flight, as torch's ``dist.Work``."""
+import threading
+import time
+from datetime import timedelta
+
+from .errors import DistTimeoutError
+
+
+def seconds(timeout):
+    """A timeout given as timedelta or number of seconds, in seconds (None stays None)."""
+    if timeout is None:
+        return None
+    return timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+
+
+class Work:
+    """Returned by ``isend``/``irecv`` and by collectives called with ``async_op=True``.
+
+    >>> req = dist.isend(tensor, dst=1)
+    >>> req.wait()
+    True
+    """
+
+    def __init__(self, description, deadline):
+        self.description = description
+        self.deadline = deadline  # time.monotonic() by which the engine fails it
+        self._done = threading.Event()
+        self._error = None
+        self._source = None
+        self._trackers = []  # ZeroMQ trackers of zero-copy sends still reading our buffer
+        self._after = []     # callables run once, by the first waiter, after success
+
+    # --- engine side --------------------------------------------------------------------------
+    def _finish(self, error=None, source=None):
+        if self._done.is_set():
+            return
+        self._error, self._source = error, source
+        self._done.set()
+
+    # --- user side ----------------------------------------------------------------------------
+    def wait(self, timeout=None):
+        """Block until the operation is complete (for sends: until the buffer may be reused).
+        Raises the operation's error, or DistTimeoutError after ``timeout``."""
+        limit = seconds(timeout)
+        if limit is None:
+            # the engine fails the work at its deadline; the slack only guards a dead engine
+            limit = max(self.deadline - time.monotonic(), 0) + 5.0
+        end = time.monotonic() + limit
+        if not self._done.wait(limit):
+            raise DistTimeoutError(f"{self.description} did not complete within {limit:.1f} s")
+        if self._error is not None:
+            raise self._error
+        for tracker in self._trackers:
+            left = end - time.monotonic()
+            if left <= 0 or not _tracker_wait(tracker, left):
+                raise DistTimeoutError(f"{self.description}: the data was not handed to the "
+                                       f"network within {limit:.1f} s")
+        self._trackers = []
+        while self._after:
+            self._after.pop(0)()
+        return True
+
+    def is_completed(self):
+        return self._done.is_set() and all(t.done for t in self._trackers)
+
+    def is_success(self):
+        return self.is_completed() and self._error is None
+
+    def exception(self):
+        """The error the operation failed with, or None."""
+        return self._error
+
+    def source_rank(self):
+        """The rank a completed receive came from."""
+        if not self._done.is_set():
+            raise RuntimeError("source_rank() is only available once the receive completed; "
+                               "call wait() first")
+        if self._source is None:
+            raise RuntimeError("source_rank() is only available for receives")
+        return self._source
+
+    def __repr__(self):
+        state = "done" if self._done.is_set() else "pending"
+        return f"<Work {self.description}: {state}>"
+
+
+def _tracker_wait(tracker, timeout):
+    try:
+        tracker.wait(timeout)
+        return True
+    except Exception:  # zmq.NotDone on timeout
+        return tracker.done
+
+
+class CompletedWork(Work):
+    """A Work that is already done (for operations with nothing to communicate)."""
+
+    def __init__(self, description="no-op", source=None):
+        super().__init__(description, time.monotonic())
+        self._finish(source=source)
