@@ -104,6 +104,12 @@ def local_host(master):
                         "Set DTRAIN_HOST to this machine's address.") from None
 
 
+def scoped(store):
+    """The store as this attempt of the job sees it: keys scoped by DTRAIN_RESTART_COUNT, so a
+    restarted job meets afresh in a store that outlived the previous attempt (dtrain-run's)."""
+    return _Scoped(store, f"dtrain/{os.environ.get('DTRAIN_RESTART_COUNT', '0')}/")
+
+
 def join(store, rank, world_size, master_host, timeout):
     """Open this rank's engine and connect it to every other rank's. Returns the engine."""
     claims = store.add(f"rank/{rank}", 1)
@@ -129,3 +135,22 @@ def join(store, rank, world_size, master_host, timeout):
         engine.close()
         raise
     return engine
+
+
+class _Scoped:
+    """A view of a store with every key under a prefix."""
+
+    def __init__(self, store, prefix):
+        self._store, self._prefix = store, prefix
+
+    def add(self, key, amount):
+        return self._store.add(self._prefix + key, amount)
+
+    def set(self, key, value):
+        self._store.set(self._prefix + key, value)
+
+    def get(self, key):
+        return self._store.get(self._prefix + key)
+
+    def wait(self, keys, timeout):
+        self._store.wait([self._prefix + k for k in keys], timeout)

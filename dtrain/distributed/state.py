@@ -1,11 +1,12 @@
 """The process's distributed state: the default group, the groups made since, the engine and
 the store; init_process_group, new_group and destroy_process_group."""
 import atexit
+import os
 import time
 
 from .errors import DistError, DistTimeoutError
 from .process_group import ProcessGroup
-from .rendezvous import default_timeout, join, parse
+from .rendezvous import default_timeout, join, parse, scoped
 from .store import TCPStore
 from .work import seconds
 
@@ -49,8 +50,8 @@ class group:  # noqa: N801 - torch's name: dist.group.WORLD
 
 
 class _World:
-    def __init__(self, pg, engine, store, backend, timeout):
-        self.default, self.engine, self.store = pg, engine, store
+    def __init__(self, pg, engine, store, kv, backend, timeout):
+        self.default, self.engine, self.store, self.kv = pg, engine, store, kv
         self.backend, self.timeout = backend, timeout
         self.next_gid = 1
         self.groups = {0: pg}
@@ -111,19 +112,22 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
     limit = seconds(timeout) if timeout is not None else default_timeout().total_seconds()
     if store is None:
         host, port, rank, world_size = parse(init_method, rank, world_size)
-        store = TCPStore(host, port, world_size, is_master=(rank == 0), timeout=limit,
-                         wait_for_workers=False)
+        # dtrain-run hosts the store itself and says so; otherwise rank 0 hosts it
+        hosted = os.environ.get("DTRAIN_STORE_HOSTED") == "1"
+        store = TCPStore(host, port, world_size, is_master=(rank == 0 and not hosted),
+                         timeout=limit, wait_for_workers=False)
     else:
         if rank is None or rank < 0 or world_size is None or world_size < 1:
             raise ValueError("with store=..., pass rank= and world_size= too")
         host = getattr(store, "host", "127.0.0.1")
+    kv = scoped(store)
     try:
-        engine = join(store, rank, world_size, host, limit)
+        engine = join(kv, rank, world_size, host, limit)
     except BaseException:
         store.close() if hasattr(store, "close") else None
         raise
     pg = ProcessGroup(0, range(world_size), rank, engine, limit, group_name or "default")
-    _world = _World(pg, engine, store, str(name), limit)
+    _world = _World(pg, engine, store, kv, str(name), limit)
 
 
 def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
@@ -185,7 +189,7 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
     limit = seconds(timeout) if timeout is not None else pg.timeout
     pg.seq += 1
     key = f"monitored_barrier/{pg.id}/{pg.seq}"
-    store = _world.store
+    store = _world.kv
     me = pg.ranks[pg.rank]
     store.set(f"{key}/{me}", b"1")
     if pg.rank == 0:
