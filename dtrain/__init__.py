@@ -54,6 +54,14 @@ int = int32
 FloatTensor = DoubleTensor = LongTensor = Tensor  # names only; construct with dtrain.tensor
 
 
+def __getattr__(name):
+    # the communication packages load ZeroMQ and threads: import them on first use only
+    if name in ("distributed", "multiprocessing"):
+        import importlib
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module 'dtrain' has no attribute '{name}'")
+
+
 def is_tensor(obj):
     """True if ``obj`` is a dtrain Tensor."""
     return isinstance(obj, Tensor)

@@ -42,12 +42,34 @@ def _run_hooks(hooks, grad):
     return grad
 
 
+_callbacks = []  # one list per backward pass in progress (innermost last)
+
+
+def queue_callback(fn):
+    """Run ``fn()`` once the current backward pass has finished (torch's
+    ``Variable._execution_engine.queue_callback``); DDP waits for its buckets there."""
+    if not _callbacks:
+        raise RuntimeError("queue_callback can only be called during the backward pass")
+    _callbacks[-1].append(fn)
+
+
 def execute(roots, root_grads, keep_graph, capture=None):
-    """Propagate ``root_grads`` from the ``roots`` nodes to every leaf they depend on.
+    """Propagate ``root_grads`` from the ``roots`` nodes to every leaf they depend on, then
+    run the callbacks queued during the pass.
 
     With ``capture`` (a dict node -> None), the gradients reaching those nodes are stored in it
     and no leaf ``.grad`` is written: that is ``autograd.grad``.
     """
+    _callbacks.append([])
+    try:
+        _propagate(roots, root_grads, keep_graph, capture)
+    finally:
+        callbacks = _callbacks.pop()
+    for fn in callbacks:
+        fn()
+
+
+def _propagate(roots, root_grads, keep_graph, capture):
     deps = {}
     seen = set(roots)
     stack = list(roots)

@@ -7,3 +7,11 @@
 from . import functional, init
 from .modules import *  # noqa: F401,F403
 from .parameter import Buffer, Parameter
+
+
+def __getattr__(name):
+    # dtrain.nn.parallel needs dtrain.distributed (ZeroMQ): load it on first use only
+    if name == "parallel":
+        import importlib
+        return importlib.import_module(".parallel", __name__)
+    raise AttributeError(f"module 'dtrain.nn' has no attribute '{name}'")

@@ -7,16 +7,17 @@
 
 Randomness (shuffling, random_split) comes from dtrain's global generator, so
 ``dtrain.manual_seed`` makes it reproducible; a ``generator=`` argument takes a
-``numpy.random.Generator``. Samplers for distributed training go in their own module here
-(as torch's ``distributed.py``) and are exported below.
+``numpy.random.Generator``. DistributedSampler gives each rank its share of a dataset.
 """
 from .dataloader import DataLoader, default_collate, default_convert, get_worker_info
+from .distributed import DistributedSampler
 from .dataset import (ChainDataset, ConcatDataset, Dataset, IterableDataset, Subset,
                       TensorDataset, random_split)
 from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler,
                       SubsetRandomSampler)
 
 __all__ = ["BatchSampler", "ChainDataset", "ConcatDataset", "DataLoader", "Dataset",
+           "DistributedSampler",
            "IterableDataset", "RandomSampler", "Sampler", "SequentialSampler", "Subset",
            "SubsetRandomSampler", "TensorDataset", "default_collate", "default_convert",
            "get_worker_info", "random_split"]
