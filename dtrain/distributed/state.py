@@ -4,6 +4,9 @@ import atexit
 import os
 import time
 
+import numpy as np
+
+from . import collectives
 from .errors import DistError, DistTimeoutError
 from .process_group import ProcessGroup
 from .rendezvous import default_timeout, join, parse, scoped
@@ -127,6 +130,10 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
         store.close() if hasattr(store, "close") else None
         raise
     pg = ProcessGroup(0, range(world_size), rank, engine, limit, group_name or "default")
+    # meet once over the data sockets: after this no rank still waits on the store for the
+    # rendezvous, so rank 0 may leave (closing the store) as soon as it wants
+    pg.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ()).wait()
+    pg.seq = 0  # the user's first collective is op #1
     _world = _World(pg, engine, store, kv, str(name), limit)
 
 

@@ -76,6 +76,7 @@ class DistributedDataParallel(Module):
                 self._where[id(p)] = (b, i)
                 p.register_post_accumulate_grad_hook(self._grad_ready)
         self._pass_started = False
+        self._sync_this_pass = True
         self._used = set()
         self.comm_wait_seconds = 0.0  # time spent blocked on communication, cumulative
 
@@ -94,8 +95,11 @@ class DistributedDataParallel(Module):
                              "must build the same model.")
 
     def _sync_module_state(self, module):
-        """Copy rank 0's parameters and buffers to every rank (one broadcast per dtype)."""
-        tensors = [p for p in module.parameters()] + [b for b in module.buffers()]
+        """Copy rank 0's parameters (and buffers, with broadcast_buffers) to every rank, one
+        broadcast per dtype."""
+        tensors = list(module.parameters())
+        if self.broadcast_buffers:
+            tensors += list(module.buffers())
         with no_grad():
             _broadcast_coalesced(tensors, self._root, self.process_group)
 
@@ -121,6 +125,8 @@ class DistributedDataParallel(Module):
             if buffers:
                 with no_grad():
                     _broadcast_coalesced(buffers, self._root, self.process_group)
+        # as in torch, whether this pass synchronizes is decided here, at forward
+        self._sync_this_pass = self.require_backward_grad_sync
         return self.module(*inputs, **kwargs)
 
     @contextmanager
@@ -140,7 +146,7 @@ class DistributedDataParallel(Module):
 
     # --- backward -----------------------------------------------------------------------------
     def _grad_ready(self, param):
-        if not self.require_backward_grad_sync or id(param) not in self._where:
+        if not self._sync_this_pass or id(param) not in self._where:
             return
         if not self._pass_started:
             self._pass_started = True
