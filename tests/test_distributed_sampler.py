@@ -108,9 +108,6 @@ def _from_group(rank, world):
     for epoch in (0, 1):
         sampler.set_epoch(epoch)
         out[epoch] = list(sampler)
-    # NOTE: without a collective, rank 0 (the store's host) can leave while another rank still
-    # waits on the store inside init_process_group, which then hangs (a dtrain bug, reported)
-    dist.barrier()
     dist.destroy_process_group()
     return out
 
