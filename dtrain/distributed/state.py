@@ -117,8 +117,9 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
         host, port, rank, world_size = parse(init_method, rank, world_size)
         # dtrain-run hosts the store itself and says so; otherwise rank 0 hosts it
         hosted = os.environ.get("DTRAIN_STORE_HOSTED") == "1"
+        token = os.environ.get("DTRAIN_JOB_TOKEN", "").encode() or None
         store = TCPStore(host, port, world_size, is_master=(rank == 0 and not hosted),
-                         timeout=limit, wait_for_workers=False)
+                         timeout=limit, wait_for_workers=False, token=token)
     else:
         if rank is None or rank < 0 or world_size is None or world_size < 1:
             raise ValueError("with store=..., pass rank= and world_size= too")
