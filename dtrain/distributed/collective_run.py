@@ -6,6 +6,8 @@ it when the awaited message arrives. Every message carries the sender's call (ki
 shape, root); a message that does not match this rank's call makes every rank of the group
 raise DistMismatchError naming both calls, instead of hanging or reducing garbage.
 """
+import time
+
 import numpy as np
 
 from . import wire
@@ -14,7 +16,8 @@ from .errors import DistBackendError, DistError, DistMismatchError, DistTimeoutE
 NAMES = ("?", "all_reduce", "broadcast", "reduce", "all_gather", "gather", "scatter",
          "reduce_scatter", "all_to_all", "barrier", "monitored_barrier")
 CODES = {name: i for i, name in enumerate(NAMES)}
-OP_NAMES = ("SUM", "PRODUCT", "MAX", "MIN", "AVG", "BAND", "BOR", "BXOR", "-")
+OP_NAMES = ("SUM", "AVG", "PRODUCT", "MIN", "MAX", "BAND", "BOR", "BXOR")  # torch's numbering
+NO_OP = 255  # collectives without a reduce op
 
 
 class CollectiveRun:
@@ -26,6 +29,8 @@ class CollectiveRun:
         self.work = work
         self.ranks, self.me = group.ranks, group.rank
         self.waiting_for = None
+        self.wait_since = 0.0  # when it began waiting on waiting_for
+        self.probed = None     # the peer last asked which call it made
         self.heard = set()
         self._trackers = []
         self._algorithm, self._args = algorithm, args
@@ -61,6 +66,9 @@ class CollectiveRun:
         return data
 
     # --- engine side ----------------------------------------------------------------------------
+    def attach(self, engine):
+        self._engine = engine
+
     def start(self, engine):
         self._engine = engine
         try:
@@ -95,6 +103,7 @@ class CollectiveRun:
             self.waiting_for = src
             mail = self._engine.take_collective_mail(self.group.id, self.seq, src)
             if mail is None:
+                self.wait_since = time.monotonic()
                 return
             value = self._check(src, *mail)
             if value is None:
@@ -103,14 +112,10 @@ class CollectiveRun:
     def _check(self, src, header, payload):
         self.heard.add(src)
         self.waiting_for = None
-        theirs = (header.collective, header.op, header.dtype, header.shape, header.root)
+        theirs = signature_of(header)
         if theirs != self.signature:
-            me = self.ranks[self.me]
-            self._break(DistMismatchError(
-                f"{self.name} on rank {me} (group {self.group.id}, op #{self.seq}) does not "
-                f"match rank {src}'s call: rank {me} called {describe(self.signature)}, rank "
-                f"{src} called {describe(theirs)}. Every rank must call the same collectives "
-                "with the same op, dtype, shape and root, in the same order."))
+            self._break(mismatch(self.ranks[self.me], self.group.id, self.seq, self.signature,
+                                 src, theirs))
             return None
         return np.frombuffer(payload.buffer, dtype=self.signature[2])
 
@@ -142,11 +147,25 @@ class CollectiveRun:
         self._engine.break_group(self.group.id, error, notify=True, peers=self.ranks)
 
 
+def signature_of(header):
+    """The call a collective or probe message was sent for."""
+    return (header.collective, header.op, header.dtype, header.shape, header.root)
+
+
+def mismatch(me, group, seq, mine, src, theirs):
+    """The error for two ranks that made different calls at one point."""
+    return DistMismatchError(
+        f"{describe(mine).split('(')[0]} on rank {me} (group {group}, op #{seq}) does not match "
+        f"rank {src}'s call: rank {me} called {describe(mine)}, rank {src} called "
+        f"{describe(theirs)}. Every rank must call the same collectives with the same op, "
+        "dtype, shape and root, in the same order.")
+
+
 def describe(signature):
     code, op, dtype, shape, root = signature
     name = NAMES[code] if code < len(NAMES) else f"collective #{code}"
     parts = [f"dtype={dtype}", f"shape={list(shape)}"]
-    if op < len(OP_NAMES) - 1:
+    if op < len(OP_NAMES):
         parts.insert(0, f"op={OP_NAMES[op]}")
     if root >= 0:
         parts.append(f"root={root}")

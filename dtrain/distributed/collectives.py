@@ -8,8 +8,9 @@ import numpy as np
 
 from .errors import DistMismatchError
 
-# reduce ops, by the codes of ReduceOp; AVG is SUM here, divided afterwards
-UFUNCS = (np.add, np.multiply, np.maximum, np.minimum, np.add, np.bitwise_and, np.bitwise_or,
+# reduce ops, by ReduceOp's codes (torch's): SUM, AVG (a sum here, divided afterwards),
+# PRODUCT, MIN, MAX, BAND, BOR, BXOR
+UFUNCS = (np.add, np.add, np.multiply, np.minimum, np.maximum, np.bitwise_and, np.bitwise_or,
           np.bitwise_xor)
 
 SMALL = 64 * 1024  # bytes: below this, one direct exchange beats the ring's 2(n-1) steps

@@ -4,7 +4,8 @@ import time
 import numpy as np
 
 from ..tensor import Tensor
-from .collective_run import OP_NAMES, CollectiveRun
+from .collective_run import NO_OP, OP_NAMES, CollectiveRun
+from .wire import DTYPE_CODE
 from .work import Work
 
 
@@ -23,7 +24,8 @@ class ReduceOp:
     """
 
     RedOpType = RedOpType
-    SUM, PRODUCT, MAX, MIN, AVG, BAND, BOR, BXOR = (RedOpType(i) for i in range(8))
+    # torch's numbering
+    SUM, AVG, PRODUCT, MIN, MAX, BAND, BOR, BXOR = (RedOpType(i) for i in range(8))
 
     def __init__(self, op):
         self.op = RedOpType(_op_code(op))
@@ -74,7 +76,7 @@ class ProcessGroup:
     def _work(self, description):
         return Work(description, time.monotonic() + self.timeout)
 
-    def run(self, name, algorithm, args, dtype, shape, op=8, root=-1, after=None):
+    def run(self, name, algorithm, args, dtype, shape, op=NO_OP, root=-1, after=None):
         """Start a collective; returns its Work. ``after`` runs in the caller's thread once the
         work has succeeded (copying results back into non-contiguous tensors, AVG's divide)."""
         self.seq += 1
@@ -123,6 +125,10 @@ def flat(tensor, name="tensor", writable=True):
     else:
         raise TypeError(f"{name} must be a dtrain Tensor or a numpy array, got "
                         f"{type(tensor).__name__}")
+    if arr.dtype not in DTYPE_CODE:
+        raise TypeError(f"{name} has dtype {arr.dtype}, which dtrain.distributed cannot send; "
+                        "use bool, uint8, int8, int16, int32, int64, float16, float32 or "
+                        "float64 (native byte order)")
     if writable and not arr.flags.writeable:
         raise ValueError(f"{name} is read-only (for example an expanded view); pass a tensor "
                          "that owns its memory, such as .clone()")

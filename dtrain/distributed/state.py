@@ -1,6 +1,7 @@
 """The process's distributed state: the default group, the groups made since, the engine and
 the store; init_process_group, new_group and destroy_process_group."""
 import atexit
+import multiprocessing.util
 import os
 import time
 
@@ -61,6 +62,9 @@ class _World:
 
 
 _world = None
+_RENDEZVOUS_GROUP = 0xFFFFFFFF  # the id of the one barrier that ends init_process_group
+_PARTING_GROUP = 0xFFFFFFFE     # and of the one in destroy_process_group
+_PARTING_TIMEOUT = 5.0
 
 
 def is_available():
@@ -130,11 +134,11 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
     except BaseException:
         store.close() if hasattr(store, "close") else None
         raise
+    # meet once over the data sockets (in a group of its own, so the user's first op is #1):
+    # after this no rank still waits on the store, so rank 0 may leave and close it any time
+    meeting = ProcessGroup(_RENDEZVOUS_GROUP, range(world_size), rank, engine, limit)
+    meeting.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ()).wait()
     pg = ProcessGroup(0, range(world_size), rank, engine, limit, group_name or "default")
-    # meet once over the data sockets: after this no rank still waits on the store for the
-    # rendezvous, so rank 0 may leave (closing the store) as soon as it wants
-    pg.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ()).wait()
-    pg.seq = 0  # the user's first collective is op #1
     _world = _World(pg, engine, store, kv, str(name), limit)
 
 
@@ -183,8 +187,17 @@ def destroy_process_group(group=None):
             _world.groups.pop(pg.id, None)
             return
     world, _world = _world, None
-    world.engine.close()
+    # close the store before the others may leave: a rank that calls init_process_group again
+    # right away must not meet in this job's old store
     world.store.close()
+    me = world.default.rank
+    parting = ProcessGroup(_PARTING_GROUP, world.default.ranks, me, world.engine,
+                           min(world.timeout, _PARTING_TIMEOUT))
+    try:
+        parting.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ()).wait()
+    except DistError:
+        pass  # a rank already gone or never coming: leave anyway
+    world.engine.close()
 
 
 def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
@@ -219,9 +232,14 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
         store.wait([f"{key}/done"], limit + 5)  # rank 0 may wait the whole limit first
 
 
-@atexit.register
 def _close_at_exit():
     try:
         destroy_process_group()
     except Exception:
         pass
+
+
+# Leave cleanly at exit, so that messages still queued reach their peers. multiprocessing's
+# children end with os._exit, which skips atexit but runs multiprocessing's own finalizers.
+atexit.register(_close_at_exit)
+multiprocessing.util.Finalize(None, _close_at_exit, exitpriority=100)

@@ -18,10 +18,15 @@ import numpy as np
 import zmq
 
 from . import wire
+from .collective_run import mismatch, signature_of
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
 
 ZERO_COPY_MIN = 64 * 1024  # smaller payloads are copied: cheaper than tracking them
+PROBE_AFTER = 0.5  # s: a collective waiting this long asks the silent peer what it called
 _POLL_MAX_MS = 1000
+_ABORT_KINDS = (DistMismatchError, DistTimeoutError, DistPeerError)  # codes in an ABORT's op
+_FINISHED_KEPT = 4096
+_EMPTY = np.zeros(0, dtype=np.uint8)
 
 
 class Engine:
@@ -88,9 +93,14 @@ class Engine:
                 try:
                     fn(*args)
                 except Exception as e:  # a bug in a command must not kill the engine
-                    self._fail_all(DistBackendError(f"internal error in the engine: {e!r}"))
+                    try:
+                        self._fail_all(DistBackendError(f"internal error in the engine: {e!r}"))
+                    except Exception:
+                        pass
             if self._router in events:
                 self._receive_all()
+            if self._runs:
+                self._send_probes()
             self._check_deadlines()
         self._teardown()
 
@@ -106,6 +116,8 @@ class Engine:
         self._p2p_waiting = collections.defaultdict(list)             # (group, tag) -> recvs
         self._coll_mail = collections.defaultdict(collections.deque)  # (group, seq, src) -> msgs
         self._runs = {}        # (group, seq) -> running collective
+        self._finished = {}    # (group, seq) -> signature of a recently finished collective
+        self._probes = {}      # (group, seq) -> probes that came before this rank's call
         self._pending = {}     # id(work) -> (work, on_timeout)
         self._broken = {}      # group -> error that made it unusable
         self._stopped = False
@@ -162,11 +174,19 @@ class Engine:
                 run = self._runs.get(key)
                 if run is not None and run.waiting_for == src:
                     run.resume(src, header, payload)
-                else:
+                elif self._compare(key, src, header):
+                    pass  # another call than ours: the group is broken now
+                elif key not in self._finished:
                     self._coll_mail[(header.group, header.seq, src)].append((header, payload))
+            elif header.kind == wire.PROBE:
+                key = (header.group, header.seq)
+                if key not in self._runs and key not in self._finished:
+                    self._probes.setdefault(key, []).append((src, header))
+                else:
+                    self._compare(key, src, header)
             elif header.kind == wire.ABORT:
                 text = bytes(payload.buffer).decode("utf-8", "replace")
-                cls = DistMismatchError if header.op == 1 else DistPeerError
+                cls = _ABORT_KINDS[header.op] if header.op < len(_ABORT_KINDS) else DistPeerError
                 self.break_group(header.group, cls(text), notify=False)
 
     # --- point-to-point -------------------------------------------------------------------------
@@ -229,9 +249,41 @@ class Engine:
         if self._refuse(run.group.id, run.work):
             return
         key = (run.group.id, run.seq)
+        run.attach(self)
         self._runs[key] = run
         self._pending[id(run.work)] = (run.work, run.timeout)
+        # messages and probes that arrived before this call: did they come from the same call?
+        for src, header in self._probes.pop(key, ()):
+            if self._compare(key, src, header):
+                return
+        for src in run.ranks:
+            for header, _ in self._coll_mail.get((key[0], key[1], src), ()):
+                if self._compare(key, src, header):
+                    return
         run.start(self)
+
+    def _compare(self, key, src, header):
+        """Break the group if ``header`` shows that ``src`` made another call than this rank
+        at (group, seq). Returns True on a mismatch."""
+        run = self._runs.get(key)
+        mine = run.signature if run is not None else self._finished.get(key)
+        theirs = signature_of(header)
+        if mine is None or mine == theirs:
+            return False
+        peers = run.ranks if run is not None else list(self._peers)
+        self.break_group(key[0], mismatch(self.rank, key[0], key[1], mine, src, theirs),
+                         notify=True, peers=peers)
+        return True
+
+    def _send_probes(self):
+        now = time.monotonic()
+        for (group, seq), run in self._runs.items():
+            src = run.waiting_for
+            if src is not None and run.probed != src and now - run.wait_since >= PROBE_AFTER:
+                run.probed = src
+                code, op, dtype, shape, root = run.signature
+                self.send(src, wire.encode(wire.PROBE, group, seq, 0, code, op, dtype, shape,
+                                           root, 0), _EMPTY)
 
     def take_collective_mail(self, group, seq, src):
         mail = self._coll_mail.get((group, seq, src))
@@ -243,8 +295,12 @@ class Engine:
         return None
 
     def collective_done(self, run):
-        self._runs.pop((run.group.id, run.seq), None)
+        key = (run.group.id, run.seq)
+        self._runs.pop(key, None)
         self._pending.pop(id(run.work), None)
+        self._finished[key] = run.signature
+        if len(self._finished) > _FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
 
     def break_group(self, group, error, notify=True, peers=()):
         """Make a group unusable: fail what waits on it and, if ``notify``, tell ``peers``."""
@@ -252,7 +308,8 @@ class Engine:
             return
         self._broken[group] = error
         if notify:
-            kind = 1 if isinstance(error, DistMismatchError) else 2
+            kind = next(i for i, cls in enumerate(_ABORT_KINDS) if isinstance(error, cls)) \
+                if isinstance(error, _ABORT_KINDS) else 2
             header = wire.encode(wire.ABORT, group, 0, 0, 0, kind, None, (), -1, 0)
             text = np.frombuffer(str(error).encode("utf-8"), dtype=np.uint8)
             for peer in peers:
@@ -280,6 +337,9 @@ class Engine:
         if not self._pending:
             return _POLL_MAX_MS
         soonest = min(work.deadline for work, _ in self._pending.values())
+        for run in self._runs.values():
+            if run.waiting_for is not None and run.probed != run.waiting_for:
+                soonest = min(soonest, run.wait_since + PROBE_AFTER)
         return max(0, min(_POLL_MAX_MS, int((soonest - time.monotonic()) * 1000) + 1))
 
     def _check_deadlines(self):

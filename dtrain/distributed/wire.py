@@ -14,8 +14,8 @@ from .._dtypes import ALL
 MAGIC = b"DT"
 VERSION = 1
 
-# message kinds
-P2P, COLLECTIVE, ABORT = 1, 2, 3
+# message kinds: PROBE asks a silent peer which call it made at a collective's sequence number
+P2P, COLLECTIVE, ABORT, PROBE = 1, 2, 3, 4
 
 # magic, version, kind, group, seq, tag, collective, op, dtype, ndim, root, nbytes
 _HEAD = struct.Struct("<2sBBIQqBBBBiQ")
