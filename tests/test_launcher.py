@@ -55,7 +55,9 @@ SLEEP = """
 import os, sys, time
 out = sys.argv[1]
 try:
-    open(os.path.join(out, "pid" + os.environ["RANK"]), "w").write(str(os.getpid()))
+    path = os.path.join(out, "pid" + os.environ["RANK"])
+    open(path + ".tmp", "w").write(str(os.getpid()))
+    os.replace(path + ".tmp", path)  # whole, or not there: the test reads it as soon as it exists
     time.sleep(60)
 except KeyboardInterrupt:
     open(os.path.join(out, "interrupted" + os.environ["RANK"]), "w").close()
