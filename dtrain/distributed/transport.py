@@ -20,6 +20,7 @@ import zmq
 from . import wire
 from .collective_run import mismatch, signature_of
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
+from .liveness import GRACE, PeerWatch
 
 ZERO_COPY_MIN = 64 * 1024  # smaller payloads are copied: cheaper than tracking them
 PROBE_AFTER = 0.5  # s: a collective waiting this long asks the silent peer what it called
@@ -78,11 +79,14 @@ class Engine:
             self._ready.set()
             return
         self._ready.set()
-        poller = zmq.Poller()
+        poller = self._poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         while not self._stopped:
             events = dict(poller.poll(self._poll_timeout_ms()))
+            for mon in self._watch.monitors:
+                if mon in events:
+                    self._watch.read(mon)
             if self._wake_r in events:
                 try:
                     os.read(self._wake_r, 65536)
@@ -99,6 +103,8 @@ class Engine:
                         pass
             if self._router in events:
                 self._receive_all()
+            for rank in self._watch.due():
+                self._peer_gone(rank)
             if self._runs:
                 self._send_probes()
             self._check_deadlines()
@@ -120,14 +126,19 @@ class Engine:
         self._probes = {}      # (group, seq) -> probes that came before this rank's call
         self._pending = {}     # id(work) -> (work, on_timeout)
         self._broken = {}      # group -> error that made it unusable
+        self._watch = PeerWatch()
         self._stopped = False
 
     def _stop(self):
+        bye = wire.encode(wire.BYE, 0, 0, 0, 0, 0, None, (), -1, 0)
+        for rank in self._peers:
+            self.send(rank, bye, _EMPTY)
         self._stopped = True
 
     def _teardown(self):
         self._fail_all(DistBackendError("the process group was destroyed while this "
                                         "operation was in flight"))
+        self._watch.close(self._peers.values())
         for sock in self._peers.values():
             sock.close(linger=3000)  # let queued messages reach their peers
         self._router.close(linger=0)
@@ -142,6 +153,7 @@ class Engine:
             sock.setsockopt(zmq.IDENTITY, b"%d" % self.rank)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
+            self._poller.register(self._watch.watch(rank, sock), zmq.POLLIN)
             sock.connect(address)
             self._peers[rank] = sock
 
@@ -184,6 +196,9 @@ class Engine:
                     self._probes.setdefault(key, []).append((src, header))
                 else:
                     self._compare(key, src, header)
+            elif header.kind == wire.BYE:
+                self._watch.said_goodbye(src)
+                self._peer_gone(src)
             elif header.kind == wire.ABORT:
                 text = bytes(payload.buffer).decode("utf-8", "replace")
                 cls = _ABORT_KINDS[header.op] if header.op < len(_ABORT_KINDS) else DistPeerError
@@ -191,7 +206,7 @@ class Engine:
 
     # --- point-to-point -------------------------------------------------------------------------
     def post_send(self, dst, group, tag, array, work):
-        if self._refuse(group, work):
+        if self._refuse(group, work, (dst,)):
             return
         header = wire.encode(wire.P2P, group, 0, tag, 0, 0, array.dtype, array.shape, -1,
                              array.nbytes)
@@ -201,7 +216,7 @@ class Engine:
         work._finish()
 
     def post_recv(self, src, group, tag, array, work):
-        if self._refuse(group, work):
+        if self._refuse(group, work, () if src is None else (src,)):
             return
         mail = self._p2p_mail[(group, tag)]
         for i, (sender, header, payload) in enumerate(mail):
@@ -246,7 +261,7 @@ class Engine:
 
     # --- collectives ----------------------------------------------------------------------------
     def start_collective(self, run):
-        if self._refuse(run.group.id, run.work):
+        if self._refuse(run.group.id, run.work, run.ranks):
             return
         key = (run.group.id, run.seq)
         run.attach(self)
@@ -325,18 +340,41 @@ class Engine:
                     work._finish(error)
                 waiting.clear()
 
-    def _refuse(self, group, work):
+    def _refuse(self, group, work, ranks=()):
+        """Fail ``work`` at once if its group is broken or a rank it needs is gone."""
         error = self._broken.get(group)
+        if error is None:
+            gone = [r for r in ranks if r in self._watch.gone]
+            if gone:
+                error = DistPeerError(f"{work.description} on rank {self.rank} cannot complete: "
+                                      f"{self._watch.gone[gone[0]]}.")
         if error is not None:
             work._finish(error)
             return True
         return False
 
+    def _peer_gone(self, rank):
+        """Fail everything that waits for ``rank``; groups with it can no longer communicate."""
+        why = self._watch.gone[rank]
+        for key, run in list(self._runs.items()):
+            if rank in run.ranks:
+                self.break_group(key[0], DistPeerError(
+                    f"{run.name} on rank {self.rank} (group {key[0]}, op #{key[1]}) cannot "
+                    f"complete: {why}."), notify=False)
+        for (group, tag), waiting in self._p2p_waiting.items():
+            for entry in [w for w in waiting if w[0] == rank]:
+                waiting.remove(entry)
+                self._pending.pop(id(entry[2]), None)
+                entry[2]._finish(DistPeerError(f"{entry[2].description} on rank {self.rank} "
+                                               f"cannot complete: {why}."))
+
     # --- deadlines ------------------------------------------------------------------------------
     def _poll_timeout_ms(self):
         if not self._pending:
-            return _POLL_MAX_MS
+            return _POLL_MAX_MS if self._watch.next_time() is None else int(GRACE * 1000)
         soonest = min(work.deadline for work, _ in self._pending.values())
+        if self._watch.next_time() is not None:
+            soonest = min(soonest, self._watch.next_time())
         for run in self._runs.values():
             if run.waiting_for is not None and run.probed != run.waiting_for:
                 soonest = min(soonest, run.wait_since + PROBE_AFTER)

@@ -14,8 +14,9 @@ from .._dtypes import ALL
 MAGIC = b"DT"
 VERSION = 1
 
-# message kinds: PROBE asks a silent peer which call it made at a collective's sequence number
-P2P, COLLECTIVE, ABORT, PROBE = 1, 2, 3, 4
+# message kinds: PROBE asks a silent peer which call it made at a collective's sequence number;
+# BYE is the last message of a rank that leaves the process group
+P2P, COLLECTIVE, ABORT, PROBE, BYE = 1, 2, 3, 4, 5
 
 # magic, version, kind, group, seq, tag, collective, op, dtype, ndim, root, nbytes
 _HEAD = struct.Struct("<2sBBIQqBBBBiQ")
