@@ -683,3 +683,44 @@ def test_ddp_tutorial_demos_run(tmp_path):
             assert proc.stdout.count(f"Running {demo} on rank {rank}.") == 1, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == [], "the checkpoint was not removed"
+
+
+def _grads_ready_in_different_orders(rank, world):
+    """Each rank runs the two layers in another order, so their gradients become ready in
+    another order; DDP must still reduce bucket k with bucket k on every rank."""
+    import numpy as np
+    import dtrain
+    import dtrain.distributed as dist
+    from dtrain.nn.parallel import DistributedDataParallel as DDP
+
+    class TwoLayers(dtrain.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = dtrain.nn.Linear(4, 4, bias=False)
+            self.b = dtrain.nn.Linear(4, 4, bias=False)
+
+        def forward(self, x):
+            return self.b(self.a(x)) if rank == 0 else self.a(self.b(x))
+
+    dist.init_process_group("gloo")
+    dtrain.manual_seed(0)
+    model = DDP(TwoLayers().double(), bucket_cap_mb=1e-6)  # one bucket per parameter
+    x = dtrain.tensor(np.arange(8.0).reshape(2, 4) / 10 + rank)
+    (model(x) ** 2).sum().backward()
+    averaged = {n: p.grad.numpy().copy() for n, p in model.module.named_parameters()}
+    # the same pass without DDP: this rank's own gradients
+    local = TwoLayers().double()
+    local.load_state_dict(model.state_dict())
+    (local(x) ** 2).sum().backward()
+    mine = {n: p.grad.numpy().copy() for n, p in local.named_parameters()}
+    dist.destroy_process_group()
+    return averaged, mine
+
+
+@pytest.mark.timeout(60)
+def test_buckets_are_reduced_in_order_when_gradients_arrive_in_different_orders():
+    (avg0, mine0), (avg1, mine1) = run_ranks(_grads_ready_in_different_orders, 2)
+    for name in mine0:
+        expected = (mine0[name] + mine1[name]) / 2
+        np.testing.assert_allclose(avg0[name], expected, rtol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(avg0[name], avg1[name])

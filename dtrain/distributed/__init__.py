@@ -39,7 +39,7 @@ def get_rank(group=None):
     """This process's rank in ``group`` (the default group if None); -1 if not a member."""
     if group is GroupMember.NON_GROUP_MEMBER:
         return -1
-    return resolve(group).rank
+    return resolve(group).me
 
 
 def get_world_size(group=None):
@@ -73,7 +73,7 @@ def get_process_group_ranks(group):
 def _peer(pg, peer, what):
     if not isinstance(peer, (int, np.integer)) or isinstance(peer, bool):
         raise TypeError(f"{what} must be an int rank, got {type(peer).__name__}")
-    me = pg.ranks[pg.rank]
+    me = pg.ranks[pg.me]
     if peer not in pg.ranks:
         raise ValueError(f"{what}={peer} is not a rank of group {pg.id} (ranks {pg.ranks})")
     if peer == me:
@@ -182,7 +182,7 @@ def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
     root = pg.group_rank(dst)
     arr, buf, write_back = flat(tensor)
     code = _op(op, arr.dtype)
-    mine = pg.rank == root
+    mine = pg.me == root
     avg = _avg(buf, pg.size()) if code == ReduceOp.AVG and mine else None
     work = pg.run("reduce", collectives.reduce, (buf, code, root), arr.dtype, arr.shape,
                   op=code, root=root, after=_then(avg, write_back if mine else None))
@@ -195,7 +195,7 @@ def broadcast(tensor, src, group=None, async_op=False):
     root = pg.group_rank(src)
     arr, buf, write_back = flat(tensor)
     work = pg.run("broadcast", collectives.broadcast, (buf, root), arr.dtype, arr.shape,
-                  root=root, after=write_back if pg.rank != root else None)
+                  root=root, after=write_back if pg.me != root else None)
     return _finish(work, async_op)
 
 
@@ -250,7 +250,7 @@ def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
     root = pg.group_rank(dst)
     arr, buf, _ = flat(tensor, writable=False)
     outs = back = None
-    if pg.rank == root:
+    if pg.me == root:
         if gather_list is None:
             raise ValueError("gather_list is required on the destination rank")
         _count(pg, gather_list, "gather_list")
@@ -268,7 +268,7 @@ def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
     root = pg.group_rank(src)
     arr, buf, back = flat(tensor)
     ins = None
-    if pg.rank == root:
+    if pg.me == root:
         if scatter_list is None:
             raise ValueError("scatter_list is required on the source rank")
         _count(pg, scatter_list, "scatter_list")

@@ -14,7 +14,7 @@ from . import wire
 from .errors import DistBackendError, DistError, DistMismatchError, DistTimeoutError
 
 NAMES = ("?", "all_reduce", "broadcast", "reduce", "all_gather", "gather", "scatter",
-         "reduce_scatter", "all_to_all", "barrier", "monitored_barrier")
+         "reduce_scatter", "all_to_all", "barrier")
 CODES = {name: i for i, name in enumerate(NAMES)}
 OP_NAMES = ("SUM", "AVG", "PRODUCT", "MIN", "MAX", "BAND", "BOR", "BXOR")  # torch's numbering
 NO_OP = 255  # collectives without a reduce op
@@ -27,11 +27,10 @@ class CollectiveRun:
         self.group, self.seq, self.name = group, seq, name
         self.signature = (CODES[name], op, dtype, tuple(shape), root)
         self.work = work
-        self.ranks, self.me = group.ranks, group.rank
+        self.ranks, self.me = group.ranks, group.me
         self.waiting_for = None
         self.wait_since = 0.0  # when it began waiting on waiting_for
         self.probed = None     # the peer last asked which call it made
-        self.heard = set()
         self._trackers = []
         self._algorithm, self._args = algorithm, args
         self._gen = None
@@ -110,12 +109,17 @@ class CollectiveRun:
                 return
 
     def _check(self, src, header, payload):
-        self.heard.add(src)
         self.waiting_for = None
         theirs = signature_of(header)
         if theirs != self.signature:
             self._break(mismatch(self.ranks[self.me], self.group.id, self.seq, self.signature,
                                  src, theirs))
+            return None
+        if len(payload) % self.signature[2].itemsize:
+            self._break(DistMismatchError(
+                f"{self.name} on rank {self.ranks[self.me]} (group {self.group.id}, op "
+                f"#{self.seq}): rank {src} sent {len(payload)} bytes, not a whole number of "
+                f"{self.signature[2]} elements"))
             return None
         return np.frombuffer(payload.buffer, dtype=self.signature[2])
 
@@ -136,14 +140,15 @@ class CollectiveRun:
 
     def timeout(self):
         me = self.ranks[self.me]
-        missing = [r for r in self.ranks if r != me and r not in self.heard]
-        waiting = f"waiting for rank {self.waiting_for}" if self.waiting_for is not None \
-            else "while sending"
+        if self.waiting_for is not None:
+            waiting = (f"waiting for rank {self.waiting_for}, which has not sent its part of "
+                       "this op")
+        else:
+            waiting = "while sending"
         error = DistTimeoutError(
             f"{self.name} on rank {me} timed out after {self.group.timeout:.1f} s {waiting} "
-            f"(group {self.group.id}, op #{self.seq}). Ranks not heard from in this op: "
-            f"{missing or 'none'}. Check that every rank calls the same collectives in the same "
-            "order, and that no rank has died or is stuck.")
+            f"(group {self.group.id}, op #{self.seq}). Check that every rank calls the same "
+            "collectives in the same order, and that no rank is stuck.")
         self._engine.break_group(self.group.id, error, notify=True, peers=self.ranks)
 
 

@@ -6,8 +6,6 @@ followed by copies), so every rank ends with bit-identical results.
 """
 import numpy as np
 
-from .errors import DistMismatchError
-
 # reduce ops, by ReduceOp's codes (torch's): SUM, AVG (a sum here, divided afterwards),
 # PRODUCT, MIN, MAX, BAND, BOR, BXOR
 UFUNCS = (np.add, np.add, np.multiply, np.minimum, np.maximum, np.bitwise_and, np.bitwise_or,
@@ -30,6 +28,14 @@ def all_reduce(run, buf, op):
         yield from _ring_all_reduce(run, buf, op)
 
 
+def _combine(out, parts, op):
+    """out = parts[0] op parts[1] op ... in rank order: the same order on every rank."""
+    ufunc = UFUNCS[op]
+    np.copyto(out, parts[0])
+    for k in range(1, len(parts)):
+        ufunc(out, parts[k], out=out)
+
+
 def _direct_all_reduce(run, buf, op):
     mine = buf.copy()
     for k in _others(run):
@@ -37,10 +43,7 @@ def _direct_all_reduce(run, buf, op):
     parts = {run.me: mine}
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), buf.size, k)
-    ufunc = UFUNCS[op]
-    np.copyto(buf, parts[0])
-    for k in range(1, run.size):
-        ufunc(buf, parts[k], out=buf)
+    _combine(buf, [parts[k] for k in range(run.size)], op)
 
 
 def _ring_all_reduce(run, buf, op):
@@ -48,19 +51,17 @@ def _ring_all_reduce(run, buf, op):
     right, left = (r + 1) % n, (r - 1) % n
     chunks = np.array_split(buf, n)
     ufunc = UFUNCS[op]
-    in_flight = {}
     for step in range(n - 1):  # reduce-scatter: chunk (r+1) % n ends fully reduced here
         send, recv = (r - step) % n, (r - step - 1) % n
-        in_flight[send] = run.send(right, chunks[send])
+        # NOTE: a copy: the all-gather below overwrites this chunk while it may still be on its
+        # way out, and waiting for it there would stall the engine
+        run.send(right, chunks[send].copy())
         data = run.expect((yield run.recv(left)), chunks[recv].size, left)
         ufunc(chunks[recv], data, out=chunks[recv])
     for step in range(n - 1):  # all-gather the reduced chunks around the ring
         send, recv = (r + 1 - step) % n, (r - step) % n
         run.send(right, chunks[send])
         data = run.expect((yield run.recv(left)), chunks[recv].size, left)
-        tracker = in_flight.pop(recv, None)
-        if tracker is not None:
-            tracker.wait()  # the chunk may still be on its way out from the first phase
         np.copyto(chunks[recv], data)
 
 
@@ -75,15 +76,12 @@ def broadcast(run, buf, root):
 def reduce(run, buf, op, root):
     """Everyone sends to the root, which combines contributions in rank order."""
     if run.me != root:
-        run.send(root, buf.copy() if buf.nbytes < SMALL else buf)
+        run.send(root, buf)
         return
     parts = {root: buf.copy()}
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), buf.size, k)
-    ufunc = UFUNCS[op]
-    np.copyto(buf, parts[0])
-    for k in range(1, run.size):
-        ufunc(buf, parts[k], out=buf)
+    _combine(buf, [parts[k] for k in range(run.size)], op)
 
 
 def all_gather(run, outs, buf):
@@ -119,10 +117,7 @@ def reduce_scatter(run, out, ins, op):
     parts = {run.me: ins[run.me]}
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), out.size, k)
-    ufunc = UFUNCS[op]
-    np.copyto(out, parts[0])
-    for k in range(1, run.size):
-        ufunc(out, parts[k], out=out)
+    _combine(out, [parts[k] for k in range(run.size)], op)
 
 
 def all_to_all(run, outs, ins):
@@ -139,10 +134,3 @@ def barrier(run):
         run.send(k, empty)
     for k in _others(run):
         yield run.recv(k)
-
-
-def check_sizes(name, arrays, count):
-    """Lists of per-rank tensors must have one entry per rank."""
-    if len(arrays) != count:
-        raise DistMismatchError(f"{name} needs a list of {count} tensors (one per rank in the "
-                                f"group), got {len(arrays)}")

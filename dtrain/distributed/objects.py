@@ -23,7 +23,7 @@ def broadcast_object_list(object_list, src=0, group=None, device=None):
     >>> dist.broadcast_object_list(objs, src=0)
     """
     pg = resolve(group)
-    me = pg.ranks[pg.rank]
+    me = pg.ranks[pg.me]
     payloads = [_to_bytes(o) for o in object_list] if me == src else None
     sizes = np.array([p.size for p in payloads] if payloads else [0] * len(object_list),
                      dtype=np.int64)
@@ -67,7 +67,7 @@ def gather_object(obj, object_gather_list=None, dst=0, group=None):
     payload = _to_bytes(obj)
     sizes = _gather_sizes(payload, pg, group)
     longest = max(sizes)
-    me = pg.ranks[pg.rank]
+    me = pg.ranks[pg.me]
     bufs = [np.zeros(longest, np.uint8) for _ in sizes] if me == dst else None
     gather(_padded(payload, longest), bufs, dst, group)
     if me == dst:
@@ -79,7 +79,7 @@ def scatter_object_list(scatter_object_output_list, scatter_object_input_list=No
                         group=None):
     """``scatter_object_output_list[0]`` on rank i becomes rank ``src``'s input item i."""
     pg = resolve(group)
-    me = pg.ranks[pg.rank]
+    me = pg.ranks[pg.me]
     payloads = [_to_bytes(o) for o in scatter_object_input_list] if me == src else None
     longest = np.array([max(p.size for p in payloads) if payloads else 0], np.int64)
     broadcast(longest, src, group)
@@ -88,7 +88,7 @@ def scatter_object_list(scatter_object_output_list, scatter_object_input_list=No
     out = np.zeros(int(longest[0]), np.uint8)
     scatter(out, [_padded(p, int(longest[0])) for p in payloads] if payloads else None, src,
             group)
-    scatter_object_output_list[0] = _from_bytes(out, int(sizes[pg.rank]))
+    scatter_object_output_list[0] = _from_bytes(out, int(sizes[pg.me]))
 
 
 def send_object_list(object_list, dst, group=None, device=None):

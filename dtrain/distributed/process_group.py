@@ -57,14 +57,19 @@ class ProcessGroup:
     def __init__(self, gid, ranks, my_global_rank, engine, timeout, name=""):
         self.id = gid
         self.ranks = list(ranks)
-        self.rank = self.ranks.index(my_global_rank)
+        self.me = self.ranks.index(my_global_rank)  # this process's rank in the group
         self.engine = engine
         self.timeout = timeout
         self.name = name or str(gid)
         self.seq = 0
 
     def size(self):
+        """The number of ranks in the group, as torch's ProcessGroup.size()."""
         return len(self.ranks)
+
+    def rank(self):
+        """This process's rank in the group, as torch's ProcessGroup.rank()."""
+        return self.me
 
     def group_rank(self, global_rank):
         try:

@@ -104,10 +104,17 @@ def local_host(master):
                         "Set DTRAIN_HOST to this machine's address.") from None
 
 
+_generation = 0  # how many times this process has called init_process_group
+
+
 def scoped(store):
-    """The store as this attempt of the job sees it: keys scoped by DTRAIN_RESTART_COUNT, so a
-    restarted job meets afresh in a store that outlived the previous attempt (dtrain-run's)."""
-    return _Scoped(store, f"dtrain/{os.environ.get('DTRAIN_RESTART_COUNT', '0')}/")
+    """The store as this meeting of the job sees it: keys scoped by DTRAIN_RESTART_COUNT and by
+    how many times the process initialized before, so a restarted job, or a second
+    init_process_group, meets afresh in a store that outlived the previous one (dtrain-run's)."""
+    global _generation
+    _generation += 1
+    restart = os.environ.get("DTRAIN_RESTART_COUNT", "0")
+    return _Scoped(store, f"dtrain/{restart}/{_generation}/")
 
 
 def join(store, rank, world_size, master_host, timeout):

@@ -50,7 +50,12 @@ class GroupMember:
 
 
 class group:  # noqa: N801 - torch's name: dist.group.WORLD
+    """``group.WORLD`` is the default group once initialized (None before)."""
+
     WORLD = None
+
+
+_GROUP = group  # destroy_process_group's argument is also called group
 
 
 class _World:
@@ -86,10 +91,10 @@ def resolve(pg):
     """The ProcessGroup a user passed (None means the default group), checked."""
     if _world is None:
         raise _uninitialized()
-    if pg is None:
+    if pg is None or pg is _world.default:
         return _world.default
     if pg is GroupMember.NON_GROUP_MEMBER:
-        raise ValueError(f"rank {_world.default.rank} is not a member of this group: new_group() "
+        raise ValueError(f"rank {_world.default.me} is not a member of this group: new_group() "
                          "returned GroupMember.NON_GROUP_MEMBER here. Only the ranks passed to "
                          "new_group() may use the group it returns.")
     if not isinstance(pg, ProcessGroup):
@@ -124,22 +129,29 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
         token = os.environ.get("DTRAIN_JOB_TOKEN", "").encode() or None
         store = TCPStore(host, port, world_size, is_master=(rank == 0 and not hosted),
                          timeout=limit, wait_for_workers=False, token=token)
+        owned = True
     else:
+        owned = False
         if rank is None or rank < 0 or world_size is None or world_size < 1:
             raise ValueError("with store=..., pass rank= and world_size= too")
         host = getattr(store, "host", "127.0.0.1")
     kv = scoped(store)
+    engine = None
     try:
         engine = join(kv, rank, world_size, host, limit)
+        # meet once over the data sockets (in a group of its own, so the user's first op is
+        # #1): after this no rank waits on the store, so rank 0 may leave and close it any time
+        meeting = ProcessGroup(_RENDEZVOUS_GROUP, range(world_size), rank, engine, limit)
+        meeting.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ()).wait()
     except BaseException:
-        store.close() if hasattr(store, "close") else None
+        if engine is not None:
+            engine.close()
+        if owned:
+            store.close()
         raise
-    # meet once over the data sockets (in a group of its own, so the user's first op is #1):
-    # after this no rank still waits on the store, so rank 0 may leave and close it any time
-    meeting = ProcessGroup(_RENDEZVOUS_GROUP, range(world_size), rank, engine, limit)
-    meeting.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ()).wait()
     pg = ProcessGroup(0, range(world_size), rank, engine, limit, group_name or "default")
-    _world = _World(pg, engine, store, kv, str(name), limit)
+    _world = _World(pg, engine, store if owned else None, kv, str(name), limit)
+    GroupMember.WORLD = _GROUP.WORLD = pg
 
 
 def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
@@ -161,7 +173,7 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
         raise ValueError("new_group needs at least one rank")
     gid = _world.next_gid
     _world.next_gid += 1
-    me = _world.default.rank
+    me = _world.default.me
     if me not in members:
         return GroupMember.NON_GROUP_MEMBER
     limit = seconds(timeout) if timeout is not None else _world.timeout
@@ -187,10 +199,12 @@ def destroy_process_group(group=None):
             _world.groups.pop(pg.id, None)
             return
     world, _world = _world, None
-    # close the store before the others may leave: a rank that calls init_process_group again
-    # right away must not meet in this job's old store
-    world.store.close()
-    me = world.default.rank
+    GroupMember.WORLD = _GROUP.WORLD = None
+    # close the store (if init made it) before the others may leave: a rank that calls
+    # init_process_group again right away must not meet in this job's old store
+    if world.store is not None:
+        world.store.close()
+    me = world.default.me
     parting = ProcessGroup(_PARTING_GROUP, world.default.ranks, me, world.engine,
                            min(world.timeout, _PARTING_TIMEOUT))
     try:
@@ -211,9 +225,9 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
     pg.seq += 1
     key = f"monitored_barrier/{pg.id}/{pg.seq}"
     store = _world.kv
-    me = pg.ranks[pg.rank]
+    me = pg.ranks[pg.me]
     store.set(f"{key}/{me}", b"1")
-    if pg.rank == 0:
+    if pg.me == 0:
         end = time.monotonic() + limit
         missing = []
         for r in pg.ranks[1:]:

@@ -5,9 +5,10 @@ deadlines.
 
 Each rank binds one ROUTER socket and connects one DEALER to every peer's ROUTER, with its rank
 as identity, so the ROUTER knows who sent each message and the messages between two ranks
-arrive in the order sent. Incoming messages wait in mailboxes keyed by (group, source, tag) for
-point-to-point and (group, sequence number, source) for collectives, so an early message from
-one rank never confuses an operation waiting for another.
+arrive in the order sent. Incoming messages wait in mailboxes keyed by (group, tag) for
+point-to-point (searched in arrival order for the wanted source) and (group, sequence number,
+source) for collectives, so an early message from one rank never confuses an operation waiting
+for another.
 """
 import collections
 import os
@@ -63,8 +64,9 @@ class Engine:
         """Stop the thread, flushing queued messages for up to a few seconds."""
         if self._stopping:
             return
-        self.call(self._stop)
-        self._stopping = True
+        self._stopping = True  # first: a command posted after this is refused, not lost
+        self._commands.append((self._stop, ()))
+        os.write(self._wake_w, b"x")
         self._thread.join(timeout)
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -83,32 +85,37 @@ class Engine:
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         while not self._stopped:
-            events = dict(poller.poll(self._poll_timeout_ms()))
-            for mon in self._watch.monitors:
-                if mon in events:
-                    self._watch.read(mon)
-            if self._wake_r in events:
+            try:
+                self._turn(poller)
+            except Exception as e:  # a bug here must fail the work, not kill the engine
                 try:
-                    os.read(self._wake_r, 65536)
-                except BlockingIOError:
+                    self._fail_all(DistBackendError(f"internal error in the engine on rank "
+                                                    f"{self.rank}: {e!r}"))
+                except Exception:
                     pass
-            while self._commands:
-                fn, args = self._commands.popleft()
-                try:
-                    fn(*args)
-                except Exception as e:  # a bug in a command must not kill the engine
-                    try:
-                        self._fail_all(DistBackendError(f"internal error in the engine: {e!r}"))
-                    except Exception:
-                        pass
-            if self._router in events:
-                self._receive_all()
-            for rank in self._watch.due():
-                self._peer_gone(rank)
-            if self._runs:
-                self._send_probes()
-            self._check_deadlines()
         self._teardown()
+
+    def _turn(self, poller):
+        """One turn of the loop: wait for something, then handle all of it."""
+        events = dict(poller.poll(self._poll_timeout_ms()))
+        for mon in self._watch.monitors:
+            if mon in events:
+                self._watch.read(mon)
+        if self._wake_r in events:
+            try:
+                os.read(self._wake_r, 65536)
+            except BlockingIOError:
+                pass
+        while self._commands:
+            fn, args = self._commands.popleft()
+            fn(*args)
+        if self._router in events:
+            self._receive_all()
+        for rank in self._watch.due():
+            self._peer_gone(rank)
+        if self._runs:
+            self._send_probes()
+        self._check_deadlines()
 
     def _setup(self):
         self._ctx = zmq.Context()

@@ -63,6 +63,8 @@ def decode(frame):
     if len(frame) != _HEAD.size + ndim * _DIM.size:
         raise ValueError("message header has the wrong length for its shape")
     shape = tuple(_DIM.unpack_from(frame, _HEAD.size + i * _DIM.size)[0] for i in range(ndim))
+    if code != NO_DTYPE and code >= len(DTYPES):
+        raise ValueError(f"message header has an unknown dtype code {code}")
     dtype = None if code == NO_DTYPE else DTYPES[code]
     return Header(kind, group, seq, tag, collective, op, dtype, shape, root, nbytes)
 

@@ -28,7 +28,8 @@ class Work:
         self._error = None
         self._source = None
         self._trackers = []  # ZeroMQ trackers of zero-copy sends still reading our buffer
-        self._after = []     # callables run once, by the first waiter, after success
+        self._after = []     # callables run once after success, by whoever sees it first
+        self._after_lock = threading.Lock()
 
     # --- engine side --------------------------------------------------------------------------
     def _finish(self, error=None, source=None):
@@ -55,13 +56,23 @@ class Work:
             if left <= 0 or not _tracker_wait(tracker, left):
                 raise DistTimeoutError(f"{self.description}: the data was not handed to the "
                                        f"network within {limit:.1f} s")
-        self._trackers = []
-        while self._after:
-            self._after.pop(0)()
+        self._run_after()
         return True
 
+    def _run_after(self):
+        # NOTE: in the caller's thread, after the zero-copy sends are done (an AVG's divide or a
+        # copy back must not change a buffer ZeroMQ may still be reading)
+        with self._after_lock:
+            while self._after:
+                self._after.pop(0)()
+
     def is_completed(self):
-        return self._done.is_set() and all(t.done for t in self._trackers)
+        """True once the operation is done and its results are in place."""
+        if not (self._done.is_set() and all(t.done for t in self._trackers)):
+            return False
+        if self._error is None:
+            self._run_after()
+        return True
 
     def is_success(self):
         return self.is_completed() and self._error is None

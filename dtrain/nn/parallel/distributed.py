@@ -30,6 +30,7 @@ class _Bucket:
         self.buffer = np.zeros(int(self.offsets[-1]), dtype=self.dtype)
         self.pending = len(params)
         self.work = None
+        self.full = False
 
     def view(self, i):
         return self.buffer[self.offsets[i]:self.offsets[i + 1]].reshape(self.params[i]._data.shape)
@@ -75,9 +76,8 @@ class DistributedDataParallel(Module):
             for i, p in enumerate(b.params):
                 self._where[id(p)] = (b, i)
                 p.register_post_accumulate_grad_hook(self._grad_ready)
-        self._pass_started = False
         self._sync_this_pass = True
-        self._used = set()
+        self._reset()
         self.comm_wait_seconds = 0.0  # time spent blocked on communication, cumulative
 
     # --- construction -------------------------------------------------------------------------
@@ -127,7 +127,16 @@ class DistributedDataParallel(Module):
                     _broadcast_coalesced(buffers, self._root, self.process_group)
         # as in torch, whether this pass synchronizes is decided here, at forward
         self._sync_this_pass = self.require_backward_grad_sync
+        self._reset()
         return self.module(*inputs, **kwargs)
+
+    def _reset(self):
+        """Forget the previous pass (even one that raised before its end-of-backward)."""
+        for bucket in self._buckets:
+            bucket.pending, bucket.work, bucket.full = len(bucket.params), None, False
+        self._next_bucket = 0
+        self._pass_started = False
+        self._used = set()
 
     @contextmanager
     def no_sync(self):
@@ -155,7 +164,13 @@ class DistributedDataParallel(Module):
         bucket, i = self._where[id(param)]
         bucket.pending -= 1
         if bucket.pending == 0 and not self.find_unused_parameters:
-            self._launch(bucket)
+            bucket.full = True
+            # launch in bucket order only: the order gradients become ready can differ between
+            # ranks, and the k-th all_reduce of every rank must carry the same bucket
+            while self._next_bucket < len(self._buckets) and \
+                    self._buckets[self._next_bucket].full:
+                self._launch(self._buckets[self._next_bucket])
+                self._next_bucket += 1
 
     def _launch(self, bucket):
         for i, p in enumerate(bucket.params):
@@ -180,10 +195,7 @@ class DistributedDataParallel(Module):
             for bucket in self._buckets:
                 self._write_back(bucket)
         finally:
-            for bucket in self._buckets:
-                bucket.pending, bucket.work = len(bucket.params), None
-            self._pass_started = False
-            self._used = set()
+            self._reset()
 
     def _check_all_used(self):
         missing = [name for b in self._buckets for p, name in zip(b.params, b.names)
@@ -191,7 +203,7 @@ class DistributedDataParallel(Module):
         if missing:
             raise RuntimeError(
                 f"DistributedDataParallel: parameters {missing} got no gradient in this backward "
-                f"pass (rank {self._pg.ranks[self._pg.rank]}). If they are unused on purpose, "
+                f"pass (rank {self._pg.ranks[self._pg.me]}). If they are unused on purpose, "
                 "wrap the model with find_unused_parameters=True; otherwise make sure every "
                 "parameter takes part in computing the loss.")
 
