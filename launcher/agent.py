@@ -117,7 +117,7 @@ class Agent:
             return 128 + e.signum
         finally:
             if self.workers:
-                self._stop(self.workers, signal.SIGKILL)  # only after an unexpected error
+                self._stop(self.workers, signal.SIGKILL)  # no-op unless some are still running
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self.rendezvous is not None:

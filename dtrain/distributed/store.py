@@ -39,7 +39,8 @@ import zmq
 
 from .errors import DistStoreError, DistStoreTimeoutError
 from .store_server import (_GRACE, _MAGIC, _StoreServer, _encode_key, _encode_value,
-                           _endpoint, _names, _seconds)
+                           _endpoint, _names)
+from .work import seconds
 
 __all__ = ["DistStoreTimeoutError", "Store", "TCPStore"]
 
@@ -101,7 +102,7 @@ class TCPStore(Store):
         if token is not None and not isinstance(token, bytes):
             raise TypeError(f"token must be bytes, got {type(token).__name__}")
         self._host = host_name
-        self._timeout = _seconds(timeout)
+        self._timeout = seconds(timeout)
         self._token = token or b""
         self._is_master = is_master
         self._lock = threading.RLock()
@@ -160,7 +161,7 @@ class TCPStore(Store):
 
     def set_timeout(self, timeout):
         """Set the deadline of every later call (a timedelta)."""
-        self._timeout = _seconds(timeout)
+        self._timeout = seconds(timeout)
 
     def set(self, key, value):
         """Store value (bytes or str) under key, replacing any old value."""
@@ -173,7 +174,7 @@ class TCPStore(Store):
     def wait(self, keys, timeout=None):
         """Wait until every key in keys is set, up to timeout (default: the store's)."""
         self._call(b"wait", *map(_encode_key, keys),
-                   wait=self._timeout if timeout is None else _seconds(timeout))
+                   wait=self._timeout if timeout is None else seconds(timeout))
 
     def multi_get(self, keys):
         """The values of keys, waiting up to the store's timeout for all of them."""

@@ -3,7 +3,6 @@ the wire format), plus the encoding helpers the client shares."""
 import hmac
 import threading
 import time
-from datetime import timedelta
 
 import zmq
 
@@ -28,10 +27,6 @@ class _Parked:
 
     def __init__(self, ident, seq, op, keys, deadline):
         self.ident, self.seq, self.op, self.keys, self.deadline = ident, seq, op, keys, deadline
-
-
-def _seconds(timeout):
-    return timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
 
 
 def _endpoint(host, port):
