@@ -289,3 +289,49 @@ def _bind_creation():
 for _f in (zero_, fill_, copy_, uniform_, normal_, random_, new_tensor):
     setattr(Tensor, _f.__name__, _f)
 _bind_creation()
+
+
+# --- dtype and device -------------------------------------------------------------------------
+
+def to(self, *args, **kwargs):
+    """Return a tensor with the given dtype (and device, which must be "cpu"); returns
+    ``self`` when nothing changes, unless ``copy=True``.
+
+    >>> x.to(dtrain.float64); x.to("cpu"); x.to(other_tensor)
+    """
+    dtype, copy = kwargs.pop("dtype", None), kwargs.pop("copy", False)
+    _dtypes.check_device(kwargs.pop("device", None))
+    kwargs.pop("non_blocking", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype = a.dtype
+        elif isinstance(a, (_dtypes.dtype, np.dtype, type)):
+            dtype = a
+        elif a is not None:
+            _dtypes.check_device(a)
+    if dtype is None or _dtypes.to_dtype(dtype).np == self._data.dtype:
+        return self.clone() if copy else self
+    return P.ToCopyBackward0.apply(self, dtype=_dtypes.to_dtype(dtype).np)
+
+
+def _cast(dtype):
+    def cast(self):
+        return self.to(dtype)
+    cast.__doc__ = f"``self.to({dtype})``"
+    return cast
+
+
+def _cuda(self, *args, **kwargs):
+    _dtypes.check_device("cuda")
+
+
+Tensor.to = to
+Tensor.cpu = lambda self: self
+Tensor.cuda = _cuda
+for _name, _dtype in (("half", _dtypes.float16), ("float", _dtypes.float32),
+                      ("double", _dtypes.float64), ("int", _dtypes.int32), ("long", _dtypes.int64),
+                      ("short", _dtypes.int16), ("char", _dtypes.int8), ("byte", _dtypes.uint8),
+                      ("bool", _dtypes.bool_)):
+    setattr(Tensor, _name, _cast(_dtype))

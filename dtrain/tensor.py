@@ -207,62 +207,6 @@ class Tensor:
                             "index")
         return int(self._data.reshape(()))
 
-    def to(self, *args, **kwargs):
-        """Return a tensor with the given dtype (and device, which must be "cpu"); returns
-        ``self`` when nothing changes, unless ``copy=True``.
-
-        >>> x.to(dtrain.float64); x.to("cpu"); x.to(other_tensor)
-        """
-        dtype, copy = kwargs.pop("dtype", None), kwargs.pop("copy", False)
-        check_device(kwargs.pop("device", None))
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype = a.dtype
-            elif isinstance(a, (_dtypes.dtype, np.dtype, type)):
-                dtype = a
-            elif a is not None:
-                check_device(a)
-        if dtype is None or to_dtype(dtype).np == self._data.dtype:
-            return self.clone() if copy else self
-        from .ops.pointwise import ToCopyBackward0
-        return ToCopyBackward0.apply(self, dtype=to_dtype(dtype).np)
-
-    def cpu(self):
-        return self
-
-    def cuda(self, *args, **kwargs):
-        check_device("cuda")
-
-    def half(self):
-        return self.to(_dtypes.float16)
-
-    def float(self):
-        return self.to(_dtypes.float32)
-
-    def double(self):
-        return self.to(_dtypes.float64)
-
-    def int(self):
-        return self.to(_dtypes.int32)
-
-    def long(self):
-        return self.to(_dtypes.int64)
-
-    def short(self):
-        return self.to(_dtypes.int16)
-
-    def char(self):
-        return self.to(_dtypes.int8)
-
-    def byte(self):
-        return self.to(_dtypes.uint8)
-
-    def bool(self):
-        return self.to(_dtypes.bool_)
-
     # --- autograd ---------------------------------------------------------------------------
     @property
     def requires_grad(self):
