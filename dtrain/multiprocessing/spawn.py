@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import warnings
 from collections import ChainMap
 from multiprocessing.reduction import ForkingPickler
@@ -88,8 +89,9 @@ class _Payload:
     ``_child_main``, so that an import error there reaches the parent with its traceback.
     """
 
-    def __init__(self, fn, args, data=None):
+    def __init__(self, fn, args, data=None, filename=None):
         self.fn, self.args, self.data = fn, args, data
+        self.filename = filename
 
     def __reduce__(self):
         buffer = io.BytesIO()
@@ -102,12 +104,27 @@ class _Payload:
                 f"files or sockets inside fn, and take multiprocessing objects (Queue, Lock, "
                 f"Event) from mp.get_context('spawn')."
             ) from exc
-        return _Payload, (None, None, buffer.getvalue())
+        code = getattr(self.fn, "__code__", None)
+        return _Payload, (None, None, buffer.getvalue(), code and code.co_filename)
 
     def load(self):
         if self.data is None:  # the fork start method copies the object without pickling it
             return self.fn, self.args
-        return cloudpickle.loads(self.data)
+        fn, args = cloudpickle.loads(self.data)
+        if self.filename and hasattr(fn, "__code__"):
+            # NOTE: cloudpickle >= 3.1 renames the file of functions it pickles by value to
+            # "<dynamic-code>", so the child's traceback would lose its source lines
+            fn.__code__ = _with_filename(fn.__code__, self.filename)
+        return fn, args
+
+
+def _with_filename(code, filename):
+    """``code`` (and the code nested in it) pointing at ``filename`` where cloudpickle erased it."""
+    if code.co_filename != "<dynamic-code>":
+        return code
+    consts = tuple(_with_filename(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def _exit_with_parent():
