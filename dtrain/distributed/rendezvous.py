@@ -8,10 +8,11 @@ ranks that disagree on the world size.
 import ipaddress
 import os
 import socket
+import time
 from datetime import timedelta
 from urllib.parse import urlparse
 
-from .errors import DistError
+from .errors import DistError, DistTimeoutError
 from .transport import Engine
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
@@ -118,30 +119,64 @@ def scoped(store):
 
 
 def join(store, rank, world_size, master_host, timeout):
-    """Open this rank's engine and connect it to every other rank's. Returns the engine."""
+    """Open this rank's engine and connect it to every other rank's. Returns the engine.
+
+    A rank that finds the job misconfigured (a rank claimed twice, world sizes that differ)
+    posts the reason under "abort" before raising, and every rank still meeting reads it there,
+    so each one raises that reason instead of a timeout.
+    """
+    deadline = time.monotonic() + timeout
     claims = store.add(f"rank/{rank}", 1)
     if claims > 1:
-        raise DistError(f"two processes claim rank {rank}: each process needs its own RANK in "
-                        f"[0, {world_size - 1}]")
+        _abort(store, f"two processes claim rank {rank}: each process needs its own RANK in "
+                      f"[0, {world_size - 1}]")
     store.set(f"world_size/{rank}", str(world_size))
     engine = Engine(rank, local_host(master_host))
     try:
         store.set(f"addr/{rank}", engine.address)
         addresses = {}
         for r in range(world_size):
-            theirs = int(store.get(f"world_size/{r}"))
+            theirs = int(_get(store, f"world_size/{r}", deadline, timeout))
             if theirs != world_size:
-                raise DistError(f"rank {r} was started with world_size {theirs} but rank {rank} "
-                                f"with {world_size}; every process must use the same world size")
-            addresses[r] = store.get(f"addr/{r}").decode()
+                _abort(store, f"rank {r} was started with world_size {theirs} but rank {rank} "
+                              f"with world_size {world_size}; every process must use the same "
+                              "world size")
+            addresses[r] = _get(store, f"addr/{r}", deadline, timeout).decode()
         engine.call(engine.connect, addresses)
         if store.add("joined", 1) == world_size:
             store.set("all_joined", b"1")
-        store.wait(["all_joined"], timeout)
+        _get(store, "all_joined", deadline, timeout)
     except BaseException:
         engine.close()
         raise
     return engine
+
+
+_ABORT_POLL = 0.5  # s
+
+
+def _abort(store, reason):
+    store.set("abort", reason)
+    # the store may live in this process (rank 0): keep it up a moment so the others read it
+    time.sleep(2 * _ABORT_POLL)
+    raise DistError(reason)
+
+
+def _get(store, key, deadline, timeout):
+    """store.get(key), but raise the reason another rank posted under "abort" meanwhile."""
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            store.wait([key], max(min(_ABORT_POLL, left), 0.001))
+            return store.get(key)
+        except DistTimeoutError:
+            if store.check(["abort"]):
+                raise DistError(store.get("abort").decode()) from None
+            if left <= _ABORT_POLL:
+                raise DistTimeoutError(
+                    f"the rendezvous timed out after {timeout:.1f} s waiting for {key!r}: a rank "
+                    "has not started, or is stuck. Check that all WORLD_SIZE processes run with "
+                    "distinct RANKs and the same MASTER_ADDR/MASTER_PORT.") from None
 
 
 class _Scoped:
@@ -161,3 +196,6 @@ class _Scoped:
 
     def wait(self, keys, timeout):
         self._store.wait([self._prefix + k for k in keys], timeout)
+
+    def check(self, keys):
+        return self._store.check([self._prefix + k for k in keys])

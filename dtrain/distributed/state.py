@@ -121,14 +121,14 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
         raise RuntimeError("trying to initialize the default process group twice! Call "
                            "destroy_process_group() first.")
     name = Backend(backend)
-    limit = seconds(timeout) if timeout is not None else default_timeout().total_seconds()
+    limit = _positive_seconds(timeout) if timeout is not None else \
+        default_timeout().total_seconds()
     if store is None:
         host, port, rank, world_size = parse(init_method, rank, world_size)
         # dtrain-run hosts the store itself and says so; otherwise rank 0 hosts it
         hosted = os.environ.get("DTRAIN_STORE_HOSTED") == "1"
         token = os.environ.get("DTRAIN_JOB_TOKEN", "").encode() or None
-        store = TCPStore(host, port, world_size, is_master=(rank == 0 and not hosted),
-                         timeout=limit, wait_for_workers=False, token=token)
+        store = _open_store(host, port, world_size, rank == 0 and not hosted, limit, token)
         owned = True
     else:
         owned = False
@@ -154,6 +154,34 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
     GroupMember.WORLD = _GROUP.WORLD = pg
 
 
+def _open_store(host, port, world_size, master, limit, token):
+    """Host the store (rank 0) or reach it. If rank 0 finds the port taken by a dtrain store,
+    another process claims rank 0 too: join that store as a client, so that the rendezvous
+    tells every process so, instead of reporting a busy port."""
+    try:
+        return TCPStore(host, port, world_size, is_master=master, timeout=limit,
+                        wait_for_workers=False, token=token)
+    except DistError as error:
+        if not master or "in use" not in str(error):
+            raise
+        try:
+            return TCPStore(host, port, world_size, is_master=False, timeout=min(limit, 2.0),
+                            wait_for_workers=False, token=token)
+        except DistError:
+            raise error from None
+
+
+def _positive_seconds(timeout):
+    try:
+        limit = seconds(timeout)
+    except (TypeError, ValueError):
+        limit = None
+    if limit is None or not limit > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or a timedelta, got "
+                         f"{timeout!r}")
+    return limit
+
+
 def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
               use_local_synchronization=False, group_desc=None):
     """A group of some ranks. Every process must call new_group, with the same ranks, in the
@@ -176,7 +204,7 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
     me = _world.default.me
     if me not in members:
         return GroupMember.NON_GROUP_MEMBER
-    limit = seconds(timeout) if timeout is not None else _world.timeout
+    limit = _positive_seconds(timeout) if timeout is not None else _world.timeout
     pg = ProcessGroup(gid, members, me, _world.engine, limit, group_desc or "")
     _world.groups[gid] = pg
     return pg
