@@ -157,9 +157,14 @@ _ABORT_POLL = 0.5  # s
 
 def _abort(store, reason):
     store.set("abort", reason)
-    # the store may live in this process (rank 0): keep it up a moment so the others read it
-    time.sleep(2 * _ABORT_POLL)
+    _linger()
     raise DistError(reason)
+
+
+def _linger():
+    # the store may live in this process (rank 0): keep it up long enough for every rank that
+    # polls for "abort" to read it before this process raises and closes it
+    time.sleep(2 * _ABORT_POLL)
 
 
 def _get(store, key, deadline, timeout):
@@ -171,7 +176,9 @@ def _get(store, key, deadline, timeout):
             return store.get(key)
         except DistTimeoutError:
             if store.check(["abort"]):
-                raise DistError(store.get("abort").decode()) from None
+                reason = store.get("abort").decode()
+                _linger()
+                raise DistError(reason) from None
             if left <= _ABORT_POLL:
                 raise DistTimeoutError(
                     f"the rendezvous timed out after {timeout:.1f} s waiting for {key!r}: a rank "
