@@ -16,10 +16,11 @@ import os
 import re
 import warnings
 
-import numpy as np
 import pytest
 
 import dtrain
+from fixtures.reference_eval import run
+from helpers import gname
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures",
                        "torch_reference.json")
@@ -27,45 +28,13 @@ with open(FIXTURE) as _f:
     REF = json.load(_f)
 
 
-# --- the evaluator (same logic as make_torch_reference.py) ----------------------------------
-
-def namespace(t):
-    t.manual_seed(0)  # fresh, identical base tensors for every entry
-    ns = {"t": t, "np": np}
-    ns["a"] = t.randn(2, 3, requires_grad=True)
-    ns["b"] = t.randn(2, 3, requires_grad=True)
-    ns["c"] = t.randn(3, requires_grad=True)
-    ns["m"] = t.randn(3, 4, requires_grad=True)
-    ns["v"] = t.randn(4, requires_grad=True)
-    ns["s"] = t.randn((), requires_grad=True)
-    ns["bm"] = t.randn(5, 2, 3, requires_grad=True)
-    ns["bn"] = t.randn(5, 3, 4, requires_grad=True)
-    ns["p"] = t.rand(2, 3, requires_grad=True) + 0.5
-    return ns
-
-
-def run(t, src):
-    """Evaluate src in a fresh namespace; return (value or None, namespace)."""
-    ns = namespace(t)
-    try:
-        code = compile(src, "<ref>", "eval")
-    except SyntaxError:
-        exec(compile(src, "<ref>", "exec"), ns)
-        return None, ns
-    return eval(code, ns), ns
-
-
-def gf_name(x):
-    return None if x.grad_fn is None else type(x.grad_fn).__name__
-
-
 def dtype_name(d):
     return str(d).rsplit(".", 1)[-1]  # "torch.float32" / "dtrain.float32" -> "float32"
 
 
 EVAL = {
-    "grad_fn": lambda t, k: gf_name(run(t, k)[0]),
-    "inplace": lambda t, k: gf_name(run(t, k)[1]["y"]),
+    "grad_fn": lambda t, k: gname(run(t, k)[0]),
+    "inplace": lambda t, k: gname(run(t, k)[1]["y"]),
     "dtype": lambda t, k: dtype_name(run(t, k)[0].dtype),
     "errors": lambda t, k: run(t, k) and None,
 }
