@@ -31,6 +31,7 @@ class _Bucket:
         self.pending = len(params)
         self.work = None
         self.full = False
+        self.globally_used = None  # with find_unused_parameters: which params some rank used
 
     def view(self, i):
         return self.buffer[self.offsets[i]:self.offsets[i + 1]].reshape(self.params[i]._data.shape)
@@ -134,6 +135,7 @@ class DistributedDataParallel(Module):
         """Forget the previous pass (even one that raised before its end-of-backward)."""
         for bucket in self._buckets:
             bucket.pending, bucket.work, bucket.full = len(bucket.params), None, False
+            bucket.globally_used = None
         self._next_bucket = 0
         self._pass_started = False
         self._used = set()
@@ -222,11 +224,11 @@ class DistributedDataParallel(Module):
     def _write_back(self, bucket):
         if bucket.work is None:
             return
-        scale = bucket.dtype.type(1.0 / self._world)
-        np.multiply(bucket.buffer, scale, out=bucket.buffer, casting="unsafe") \
-            if bucket.dtype.kind == "f" else np.floor_divide(bucket.buffer, self._world,
-                                                             out=bucket.buffer)
-        used = getattr(bucket, "globally_used", None)
+        if bucket.dtype.kind == "f":
+            np.multiply(bucket.buffer, bucket.dtype.type(1.0 / self._world), out=bucket.buffer)
+        else:
+            np.floor_divide(bucket.buffer, self._world, out=bucket.buffer)
+        used = bucket.globally_used
         for i, p in enumerate(bucket.params):
             if used is not None and not used[i]:
                 continue  # unused on every rank: the gradient stays as it was (None)
