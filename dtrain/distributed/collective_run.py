@@ -25,6 +25,7 @@ class CollectiveRun:
 
     def __init__(self, group, seq, name, op, dtype, shape, root, work, algorithm, args):
         self.group, self.seq, self.name = group, seq, name
+        self.algorithm = name  # the algorithm that ran ("direct", "ring", ...), for traces
         self.signature = (CODES[name], op, dtype, tuple(shape), root)
         self.work = work
         self.ranks, self.me = group.ranks, group.me
