@@ -26,9 +26,12 @@ def test_header_round_trip(dtype, shape):
 
 
 def test_header_without_dtype_and_every_kind():
-    for kind in (wire.P2P, wire.COLLECTIVE, wire.ABORT):
-        h = wire.decode(wire.encode(kind, 0, 0, 0, 0, 0, None, (), -1, 0))
+    for kind in (wire.ABORT, wire.PROBE, wire.BYE):
+        h = wire.decode(wire.encode(kind, 0, 0, 0, 0, 0, None, (), -1, 0), 0)
         assert h.kind == kind and h.dtype is None and h.shape == ()
+    for kind in (wire.P2P, wire.COLLECTIVE):  # these carry a tensor, so they need a dtype
+        with pytest.raises(ValueError, match="has no dtype"):
+            wire.decode(wire.encode(kind, 0, 0, 0, 0, 0, None, (), -1, 0))
 
 
 @pytest.mark.parametrize("frame", [
@@ -40,6 +43,66 @@ def test_header_without_dtype_and_every_kind():
 def test_decode_refuses_what_is_not_a_dtrain_header(frame):
     with pytest.raises(ValueError):
         wire.decode(frame)
+
+
+F32 = np.dtype(np.float32)
+TB = 2**40
+
+
+def _with_byte(frame, offset, value):  # byte 26 of a header is its dtype code
+    return frame[:offset] + bytes([value]) + frame[offset + 1:]
+
+
+@pytest.mark.parametrize("frame, payload, message", [
+    # the payload that arrived is not the size the header declares
+    (wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (TB // 4,), -1, TB), 16,
+     f"declares {TB} payload bytes but 16 arrived"),
+    (wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (4,), -1, 16), 15,
+     "declares 16 payload bytes but 15 arrived"),
+    (wire.encode(wire.COLLECTIVE, 0, 1, 0, 1, 0, F32, (4,), -1, 8), 0,
+     "declares 8 payload bytes but 0 arrived"),
+    (wire.encode(wire.BYE, 0, 0, 0, 0, 0, None, (), -1, 0), 3,
+     "declares 0 payload bytes but 3 arrived"),
+    # sizes that disagree within the header
+    (wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (4,), -1, 12), 12,
+     r"declares 12 payload bytes but shape \[4\] of float32 has 16"),
+    (wire.encode(wire.COLLECTIVE, 0, 1, 0, 1, 0, F32, (4,), -1, 6), 6,
+     "not a whole number of float32 elements"),
+    # structure
+    (wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (2, -3), -1, 0), None, "negative dimension"),
+    (wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (1,) * 65, -1, 4), None, "65 dimensions"),
+    (wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (2**31, 2**31, 2**31), -1, 0), None,
+     "more than the limit"),
+    (wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (2**62, 0), -1, 0), None, "more than the limit"),
+    (wire.encode(wire.COLLECTIVE, 0, 1, 0, 1, 0, F32, (), -1, 2**60), None,
+     f"declares {2**60} payload bytes, more than the limit"),
+    (wire.encode(0, 0, 0, 0, 0, 0, None, (), -1, 0), None, "unknown kind 0"),
+    (wire.encode(9, 0, 0, 0, 0, 0, None, (), -1, 0), None, "unknown kind 9"),
+    (_with_byte(wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (), -1, 4), 26, 200), None,
+     "unknown dtype code 200"),
+], ids=["terabytes", "one byte short", "collective", "bye with payload", "p2p shape vs nbytes",
+        "partial element", "negative dim", "too many dims", "huge shape", "huge dim",
+        "huge nbytes", "kind 0", "kind 9", "dtype code"])
+def test_decode_names_what_is_wrong_with_a_lying_header(frame, payload, message):
+    with pytest.raises(ValueError, match=message):
+        wire.decode(frame, payload)
+
+
+def test_decode_checks_sizes_only_where_the_protocol_fixes_them():
+    # a ring step's chunk is smaller than the call's tensor: fine for a collective
+    h = wire.decode(wire.encode(wire.COLLECTIVE, 3, 9, 0, 1, 0, F32, (1000,), -1, 40), 40)
+    assert h.shape == (1000,) and h.nbytes == 40
+    # a probe carries its call's shape but no payload
+    assert wire.decode(wire.encode(wire.PROBE, 3, 9, 0, 1, 0, F32, (1000,), -1, 0), 0)
+    # an ABORT carries its text, and declares its length
+    assert wire.decode(wire.encode(wire.ABORT, 0, 0, 0, 0, 2, None, (), -1, 11), 11)
+    for nbytes in (0, 5):
+        with pytest.raises(ValueError, match=f"declares {nbytes} payload bytes but 11 arrived"):
+            wire.decode(wire.encode(wire.ABORT, 0, 0, 0, 0, 2, None, (), -1, nbytes), 11)
+    # an empty tensor, and the biggest one allowed
+    assert wire.decode(wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (0, 5), -1, 0), 0)
+    big = wire.encode(wire.P2P, 0, 0, 0, 0, 0, F32, (2**24, 2**22), -1, 2**48)
+    assert wire.decode(big).nbytes == wire.MAX_NBYTES
 
 
 def test_as_array_is_a_read_only_view_of_the_payload():
