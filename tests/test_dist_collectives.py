@@ -201,7 +201,7 @@ def test_every_collective_dtype_shape_and_op(world):
     assert all(d == digests[0] for d in digests), "all_reduce results differ between ranks"
 
 
-N = 1 << 20  # 4 MB of float32: the ring path
+N = 1 << 20  # 4 MB of float32: the shared-memory path (one slot), or the ring without it
 
 
 def large_value(rank, n, dtype, op="SUM"):
@@ -273,9 +273,10 @@ def large_battery(rank, world):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("shm", ["1", "0"], ids=["shared-memory", "network"])
 @pytest.mark.parametrize("world", WORLD_SIZES)
-def test_large_tensors_exact_and_bit_identical_across_ranks(world):
-    digests = run_ranks(large_battery, world, timeout=50)
+def test_large_tensors_exact_and_bit_identical_across_ranks(world, shm):
+    digests = run_ranks(large_battery, world, timeout=50, env={"DTRAIN_SHM": shm})
     for r, d in enumerate(digests):
         assert d == digests[0], f"rank {r} holds different bits than rank 0"
 

@@ -6,12 +6,16 @@ followed by copies), so every rank ends with bit-identical results.
 """
 import numpy as np
 
+from .shm import SLOT_BYTES
+
 # reduce ops, by ReduceOp's codes (torch's): SUM, AVG (a sum here, divided afterwards),
 # PRODUCT, MIN, MAX, BAND, BOR, BXOR
 UFUNCS = (np.add, np.add, np.multiply, np.minimum, np.maximum, np.bitwise_and, np.bitwise_or,
           np.bitwise_xor)
 
 SMALL = 64 * 1024  # bytes: below this, one direct exchange beats the ring's 2(n-1) steps
+SHARED_MIN = 4 * 1024  # bytes: above this, all_reduce goes through shared memory if it can
+_EMPTY = np.zeros(0, dtype=np.uint8)
 
 
 def _others(run):
@@ -19,12 +23,18 @@ def _others(run):
 
 
 def all_reduce(run, buf, op):
-    """Direct exchange for small buffers, ring reduce-scatter + all-gather for large ones."""
+    """Direct exchange for small buffers; for large ones shared memory when every rank is on
+    this host, else ring reduce-scatter + all-gather."""
     if run.size == 1:
         return
-    if buf.nbytes <= SMALL or buf.size < run.size:
+    if run.shares_memory and buf.nbytes > SHARED_MIN:
+        run.algorithm, run.variant = "shared", 1
+        yield from _shared_all_reduce(run, buf, op)
+    elif buf.nbytes <= SMALL or buf.size < run.size:
+        run.algorithm = "direct"
         yield from _direct_all_reduce(run, buf, op)
     else:
+        run.algorithm = "ring"
         yield from _ring_all_reduce(run, buf, op)
 
 
@@ -63,6 +73,36 @@ def _ring_all_reduce(run, buf, op):
         run.send(right, chunks[send])
         data = run.expect((yield run.recv(left)), chunks[recv].size, left)
         np.copyto(chunks[recv], data)
+
+
+def _shared_all_reduce(run, buf, op):
+    """Chunk by chunk: copy the chunk into this rank's lane, tell the others, and once all have
+    done so, combine every rank's slot in rank order (each rank computes the same sums, so all
+    end bit-identical). One message round per chunk; the next chunk is copied in while the
+    peers still read this one.
+
+    Why SLOTS = 3 suffices: chunk g goes into slot g % 3 after this rank has heard "chunk g-1
+    is in" from every peer. A peer says that before combining chunk g-2 but after combining
+    chunk g-3, the last user of slot g % 3. The chunk count runs on across the group's calls,
+    so this holds from one call to the next too.
+    """
+    per = SLOT_BYTES // buf.itemsize
+    pieces = [buf[i:i + per] for i in range(0, buf.size, per)]
+    first = yield run.lane(len(pieces))
+    others = _others(run)
+
+    def put(i):
+        np.copyto(run.slot(run.me, first + i, pieces[i]), pieces[i])
+        for k in others:
+            run.send(k, _EMPTY)
+
+    put(0)
+    for i, piece in enumerate(pieces):
+        for k in others:
+            yield run.recv(k)
+        if i + 1 < len(pieces):
+            put(i + 1)
+        _combine(piece, [run.slot(k, first + i, piece) for k in range(run.size)], op)
 
 
 def broadcast(run, buf, root):
@@ -129,8 +169,7 @@ def all_to_all(run, outs, ins):
 
 
 def barrier(run):
-    empty = np.zeros(0, dtype=np.uint8)
     for k in _others(run):
-        run.send(k, empty)
+        run.send(k, _EMPTY)
     for k in _others(run):
         yield run.recv(k)

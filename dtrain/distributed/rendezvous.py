@@ -1,17 +1,20 @@
 """Joining a job: read rank and world size, meet at the store, exchange data-socket addresses.
 
 Rank 0 hosts the rendezvous store at MASTER_ADDR:MASTER_PORT (unless a store is passed in).
-Every rank binds its own data socket on a free port, publishes its address under its rank,
-reads everyone else's, and connects. The store also catches two processes claiming one rank and
+Every rank binds its own data socket on a free port, publishes its card (that address, its
+host, and the path of its shared-memory lanes) under its rank, reads everyone else's, maps the
+lanes of the peers on its host, and connects. The store also catches two processes claiming one rank and
 ranks that disagree on the world size.
 """
 import ipaddress
+import json
 import os
 import socket
 import time
 from datetime import timedelta
 from urllib.parse import urlparse
 
+from . import shm
 from .errors import DistError, DistTimeoutError
 from .transport import Engine
 
@@ -133,16 +136,17 @@ def join(store, rank, world_size, master_host, timeout):
     store.set(f"world_size/{rank}", str(world_size))
     engine = Engine(rank, local_host(master_host))
     try:
-        store.set(f"addr/{rank}", engine.address)
-        addresses = {}
+        store.set(f"addr/{rank}", json.dumps(engine.card))
+        cards = {}
         for r in range(world_size):
             theirs = int(_get(store, f"world_size/{r}", deadline, timeout))
             if theirs != world_size:
                 _abort(store, f"rank {r} was started with world_size {theirs} but rank {rank} "
                               f"with world_size {world_size}; every process must use the same "
                               "world size")
-            addresses[r] = _get(store, f"addr/{r}", deadline, timeout).decode()
-        engine.call(engine.connect, addresses)
+            cards[r] = json.loads(_get(store, f"addr/{r}", deadline, timeout))
+        lanes = shm.open_peers(cards, rank)
+        engine.call(engine.connect, {r: c["address"] for r, c in cards.items()}, lanes)
         if store.add("joined", 1) == world_size:
             store.set("all_joined", b"1")
         _get(store, "all_joined", deadline, timeout)

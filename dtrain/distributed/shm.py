@@ -1,0 +1,104 @@
+"""The same-host data path: shared-memory lanes.
+
+Each process makes one anonymous shared-memory file (memfd) when its engine starts: one lane per
+process group (ids below LANES), each lane SLOTS slots of SLOT_BYTES. Its peers on the same host
+map that file through /proc/<pid>/fd/<fd>, read-only. Only the same user may open it, nothing
+is ever named in /dev/shm, and the memory goes away with the last process that maps it, however
+the processes end. Pages are allocated on first touch, so the file's size reserves address
+space, not memory: a lane costs what its slots hold.
+
+An algorithm copies a chunk of its buffer into a slot of its own lane, says so with a small
+message, and reads its peers' slots in place (see collectives.py). That is one copy per byte
+instead of two socket copies, the kernel's TCP work and a freshly allocated receive buffer.
+"""
+import mmap
+import os
+
+import numpy as np
+
+from .errors import DistBackendError
+
+SLOT_BYTES = 4 << 20
+SLOTS = 3  # a slot is rewritten only once every peer has read it (collectives.py says why)
+LANES = 64
+
+
+def enabled():
+    """Whether this process offers shared memory to its peers (DTRAIN_SHM=0 turns it off)."""
+    return os.environ.get("DTRAIN_SHM", "1") != "0"
+
+
+def host_key():
+    """What processes that can map each other's memfds share: the boot, and the network and
+    pid namespaces (two containers on one host are two hosts here). None without /proc."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return "/".join([boot] + [str(os.stat(f"/proc/self/ns/{ns}").st_ino)
+                                  for ns in ("net", "pid")])
+    except OSError:
+        return None
+
+
+def open_peers(cards, me):
+    """Map the lanes of every peer that shares this host and offers them: rank -> Lanes.
+    ``cards``: rank -> {"host": host_key(), "lanes": path or None}."""
+    mine = cards[me]
+    peers = {}
+    if not mine["lanes"]:
+        return peers
+    for rank, card in cards.items():
+        if rank != me and card["lanes"] and card["host"] == mine["host"]:
+            try:
+                peers[rank] = Lanes.open(card["lanes"])
+            except OSError as e:
+                for lanes in peers.values():
+                    lanes.close()
+                raise DistBackendError(
+                    f"rank {me} cannot map rank {rank}'s shared memory ({card['lanes']}): {e}. "
+                    "Set DTRAIN_SHM=0 on every rank to send everything over the network.") \
+                    from None
+    return peers
+
+
+class Lanes:
+    """One process's lanes: its own (writable) or a peer's (read-only)."""
+
+    def __init__(self, fd, writable):
+        size = LANES * SLOTS * SLOT_BYTES
+        if writable:
+            os.ftruncate(fd, size)
+        self._map = mmap.mmap(fd, size, prot=mmap.PROT_READ | (mmap.PROT_WRITE if writable
+                                                                 else 0))
+        self._bytes = np.frombuffer(self._map, dtype=np.uint8)
+
+    @classmethod
+    def create(cls):
+        fd = os.memfd_create("dtrain-lanes", os.MFD_CLOEXEC)
+        lanes = cls(fd, writable=True)
+        lanes.fd = fd
+        lanes.path = f"/proc/{os.getpid()}/fd/{fd}"
+        return lanes
+
+    @classmethod
+    def open(cls, path):
+        """Map a peer's lanes, given the path it published."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return cls(fd, writable=False)
+        finally:
+            os.close(fd)
+
+    def slot(self, lane, index, dtype, count):
+        """Slot ``index % SLOTS`` of ``lane``, as ``count`` elements of ``dtype``."""
+        start = (lane * SLOTS + index % SLOTS) * SLOT_BYTES
+        return self._bytes[start:start + count * dtype.itemsize].view(dtype)
+
+    def close(self):
+        self._bytes = None
+        try:
+            self._map.close()
+        except BufferError:  # a slot view is still referenced; the mapping goes with it
+            pass
+        if hasattr(self, "fd"):
+            os.close(self.fd)

@@ -1,0 +1,123 @@
+"""The same-host shared-memory path (dtrain/distributed/shm.py): when it is used, that it gives
+exact results under concurrency, and that it fails cleanly and leaves nothing behind."""
+import os
+
+import numpy as np
+import pytest
+
+from multiproc import run_ranks
+
+MB = 1 << 20
+
+
+def init():
+    import dtrain.distributed as dist
+    dist.init_process_group("gloo")
+    return dist
+
+
+def sharing(rank, world, off_on=None):
+    """Which groups share memory, and that all_reduce over them is exact."""
+    if rank == off_on:
+        os.environ["DTRAIN_SHM"] = "0"
+    dist = init()
+    pg = dist.group.WORLD
+    pair = dist.new_group([0, 1])
+    shared = [pg.engine.shares_memory(pg), pg.engine.shares_memory(pair) if rank < 2 else None]
+    buf = np.full(3 * MB // 4 + 5, rank + 1.0, np.float32)  # 3 MB: one slot
+    dist.all_reduce(buf)
+    assert (buf == world * (world + 1) / 2).all()
+    dist.destroy_process_group()
+    return shared
+
+
+@pytest.mark.timeout(60)
+def test_same_host_groups_share_memory():
+    assert run_ranks(sharing, 3, timeout=50) == [[True, True]] * 2 + [[True, None]]
+
+
+@pytest.mark.timeout(60)
+def test_dtrain_shm_0_on_one_rank_turns_it_off_for_every_rank():
+    # a rank that offers no lanes makes every group with it use the network, on every rank
+    results = run_ranks(sharing, 2, 1, timeout=50)
+    assert results == [[False, False]] * 2
+
+
+def groups_beyond_the_lanes(rank, world):
+    from dtrain.distributed import shm
+    dist = init()
+    groups = [dist.new_group([0, 1]) for _ in range(shm.LANES)]
+    last = groups[-1]
+    assert last.id >= shm.LANES and not last.engine.shares_memory(last)
+    buf = np.full(MB, rank + 1, np.int64)
+    dist.all_reduce(buf, group=last)  # the ring, over the network
+    assert (buf == 3).all()
+    dist.destroy_process_group()
+
+
+@pytest.mark.timeout(60)
+def test_groups_without_a_lane_use_the_network():
+    run_ranks(groups_beyond_the_lanes, 2, timeout=50)
+
+
+def concurrent(rank, world):
+    """Many async large all_reduces on two groups at once, waited in reverse: each group's
+    calls take its lane in turn, and every result is exact."""
+    dist = init()
+    everyone = dist.group.WORLD
+    sub = dist.new_group(list(range(world)))
+    rng = np.random.default_rng(0)
+    sizes = [int(n) for n in rng.integers(MB // 8, 3 * MB, size=8)] + [5 * MB + 1]
+    bufs, works = [], []
+    for i, n in enumerate(sizes):
+        buf = (np.arange(n, dtype=np.int64) % 1000) * (rank + 1) + i
+        bufs.append(buf)
+        works.append(dist.all_reduce(buf, group=everyone if i % 2 else sub, async_op=True))
+    for work in reversed(works):
+        work.wait()
+    total = world * (world + 1) // 2
+    for i, (n, buf) in enumerate(zip(sizes, bufs)):
+        want = (np.arange(n, dtype=np.int64) % 1000) * total + i * world
+        assert np.array_equal(buf, want), f"all_reduce #{i} of {n} elements is wrong"
+    dist.destroy_process_group()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("world", [2, 4])
+def test_async_calls_on_two_groups_in_flight_at_once(world):
+    run_ranks(concurrent, world, timeout=50)
+
+
+def leaves_nothing(rank, world):
+    before = set(os.listdir("/proc/self/fd"))
+    shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    dist = init()
+    buf = np.ones(2 * MB, np.float32)
+    dist.all_reduce(buf)
+    assert (buf == world).all()
+    dist.destroy_process_group()
+    after = set(os.listdir("/proc/self/fd"))
+    shm_after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    return sorted(after - before), sorted(shm_after - shm_before)
+
+
+@pytest.mark.timeout(60)
+def test_destroy_closes_the_lanes_and_names_nothing_in_dev_shm():
+    for fds, names in run_ranks(leaves_nothing, 2, timeout=50):
+        assert fds == [] and names == []
+
+
+def peer_dies(rank, world):
+    import signal
+    dist = init()
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    buf = np.ones(4 * MB, np.float32)
+    dist.all_reduce(buf)
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_killed_before_its_part_fails_the_shared_all_reduce():
+    results = run_ranks(peer_dies, 2, timeout=50, expect_failure=True)
+    status, message = results[0][:2]
+    assert status == "error" and "DistPeerError" in message and "rank 1" in message
