@@ -1,17 +1,33 @@
 """Data-parallel training with DistributedDataParallel: the main job.
 
     dtrain-run --nprocs 4 examples/train_ddp.py [--epochs 20] [--batch-size 8] [--lr 0.003]
-        [--model cnn|mlp] [--data digits|mnist:DIR] [--checkpoint PATH] [--resume]
+        [--model cnn|mlp] [--data digits|mnist:DIR] [--dtype float32|float64] [--seed 0]
+        [--checkpoint PATH] [--resume] [--plot curves.png]
 
 Each rank trains on its own share of the data (DistributedSampler); DDP averages gradients
 during backward, so every rank holds the same model, the one a single process would train on
 the global batch. Rank 0 prints per-epoch loss, test accuracy, samples/s and the share of step
-time spent waiting on communication, and saves a checkpoint every epoch. With --resume (or
-after dtrain-run restarts the job) training continues from the last checkpoint: model,
-optimizer, schedule and data order.
+time spent waiting on communication (with a tqdm bar during the epoch when tqdm is installed
+and stderr is a terminal), saves a checkpoint every epoch, and with --plot draws the loss and
+accuracy curves (needs matplotlib: pip install "dtrain[plot]").
+
+Checkpoint and restart. The checkpoint holds model, optimizer, schedule, the epochs done and
+the curves so far; dtrain.save writes it atomically, so a worker killed mid-save leaves the
+previous one. With --resume, or when `dtrain-run --max-restarts N` restarts the job after a
+failure (the workers then see DTRAIN_RESTART_COUNT > 0), every rank loads it and training goes
+on from the next epoch. An epoch depends only on the checkpoint, the seed and the epoch number
+(data order: sampler.set_epoch; randomness: reseeded per epoch), so a run killed and restarted
+ends with the same parameters, bit for bit, as one never interrupted (tests/test_restart.py
+checks it in float64). A fresh start (first attempt, no --resume) first removes an old file at
+--checkpoint, so that a restart never resumes another run's checkpoint.
+
+Testing aid: DTRAIN_EXAMPLE_KILL_AT="RANK:STEP" makes rank RANK SIGKILL itself just before its
+training step STEP (counted from 0 over the whole run), on the first attempt only.
 """
 import argparse
 import os
+import signal
+import sys
 import time
 
 import dtrain
@@ -45,16 +61,19 @@ def make_model(kind, size):
                          nn.Linear(128, 10))
 
 
-def load_data(spec):
-    """(train images, train labels, test images, test labels) as float32 N x 1 x S x S."""
+def load_data(spec, dtype):
+    """(train images, train labels, test images, test labels); images N x 1 x S x S."""
     if spec == "digits":
-        return (*dtrain.datasets.load_digits("train"), *dtrain.datasets.load_digits("test"))
-    if spec.startswith("mnist:"):
+        data = (*dtrain.datasets.load_digits("train"), *dtrain.datasets.load_digits("test"))
+    elif spec.startswith("mnist:"):
         root = spec[len("mnist:"):]
         train = dtrain.datasets.MNIST(root, train=True)
         test = dtrain.datasets.MNIST(root, train=False)
-        return (*train.as_tensors(), *test.as_tensors())
-    raise SystemExit(f"--data must be 'digits' or 'mnist:DIR', got {spec!r}")
+        data = (*train.as_tensors(), *test.as_tensors())
+    else:
+        raise SystemExit(f"--data must be 'digits' or 'mnist:DIR', got {spec!r}")
+    train_x, train_y, test_x, test_y = data
+    return train_x.to(dtype), train_y, test_x.to(dtype), test_y
 
 
 def evaluate(model, images, labels):
@@ -65,6 +84,44 @@ def evaluate(model, images, labels):
     return correct / len(labels)
 
 
+def progress(batches, desc, show):
+    """A tqdm bar over ``batches`` when ``show``, tqdm is installed and stderr is a terminal;
+    else ``batches`` itself (the per-epoch lines are the progress then)."""
+    if not (show and sys.stderr.isatty()):
+        return batches
+    try:
+        from tqdm import tqdm
+    except ImportError:  # an optional extra: pip install "dtrain[progress]"
+        return batches
+    return tqdm(batches, desc=desc, unit="batch", leave=False)
+
+
+def check_plotting():
+    """Fail before training, not after it, when --plot is asked for without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SystemExit('--plot needs matplotlib: pip install "dtrain[plot]"') from None
+
+
+def plot_curves(history, path):
+    """Training loss and test accuracy per epoch, side by side, in an image file."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg backend: no display needed
+    epochs = range(1, len(history["loss"]) + 1)
+    loss, accuracy = fig.subplots(1, 2)
+    loss.plot(epochs, history["loss"], marker="o")
+    loss.set(xlabel="epoch", ylabel="training loss", title="Loss")
+    accuracy.plot(epochs, [100 * a for a in history["accuracy"]], marker="o", color="C1")
+    accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="Accuracy")
+    for axes in (loss, accuracy):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+    fig.savefig(path, dpi=120)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=20)
@@ -72,35 +129,59 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=0.003)
     p.add_argument("--model", choices=["cnn", "mlp"], default="cnn")
     p.add_argument("--data", default="digits", help="digits (bundled) or mnist:DIR")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--checkpoint", default="ddp_checkpoint.dtrain")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--plot", metavar="PNG", help="write loss and accuracy curves here")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
 
+def restore(args, rank, model, optimizer, schedule):
+    """Load --checkpoint when resuming or restarted; returns (start epoch, history)."""
+    restarted = int(os.environ.get("DTRAIN_RESTART_COUNT", "0")) > 0
+    if not (args.resume or restarted):
+        if rank == 0 and os.path.exists(args.checkpoint):
+            os.remove(args.checkpoint)  # another run's: a restart must not resume it
+            print(f"removed the old {args.checkpoint} (--resume continues from it)", flush=True)
+        return 0, {"loss": [], "accuracy": []}
+    if not os.path.exists(args.checkpoint):  # killed before the first save: start afresh
+        return 0, {"loss": [], "accuracy": []}
+    state = dtrain.load(args.checkpoint)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    if rank == 0:
+        print(f"resumed from {args.checkpoint} after epoch {state['epoch']}", flush=True)
+    return state["epoch"], state.get("history", {"loss": [], "accuracy": []})
+
+
+def kill_step(rank):
+    """The step at which DTRAIN_EXAMPLE_KILL_AT says this rank dies (first attempt only)."""
+    target = os.environ.get("DTRAIN_EXAMPLE_KILL_AT")
+    if not target or int(os.environ.get("DTRAIN_RESTART_COUNT", "0")) > 0:
+        return None
+    victim, step = map(int, target.split(":"))
+    return step if victim == rank else None
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.plot:
+        check_plotting()
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
+    dtype = getattr(dtrain, args.dtype)
     dtrain.manual_seed(args.seed)
-    train_x, train_y, test_x, test_y = load_data(args.data)
+    train_x, train_y, test_x, test_y = load_data(args.data, dtype)
     dataset = TensorDataset(train_x, train_y)
     sampler = DistributedSampler(dataset, seed=args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler)
-    model = DDP(make_model(args.model, train_x.shape[-1]))
+    model = DDP(make_model(args.model, train_x.shape[-1]).to(dtype))
     optimizer = dtrain.optim.Adam(model.parameters(), lr=args.lr)
     schedule = dtrain.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * len(loader))
-
-    start_epoch = 0
-    restarted = int(os.environ.get("DTRAIN_RESTART_COUNT", "0")) > 0
-    if (args.resume or restarted) and os.path.exists(args.checkpoint):
-        state = dtrain.load(args.checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch = state["epoch"]
-        if rank == 0:
-            print(f"resumed from {args.checkpoint} after epoch {start_epoch}", flush=True)
+    start_epoch, history = restore(args, rank, model, optimizer, schedule)
+    die_at = kill_step(rank)
 
     if rank == 0:
         print(f"training a {args.model} with DDP on {world} ranks, {len(dataset)} images, "
@@ -108,9 +189,13 @@ def main(argv=None):
     accuracy = None
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+        dtrain.manual_seed(args.seed * 100_000 + epoch)  # randomness (dropout...) per epoch too
         wait_before, total, seen = model.comm_wait_seconds, 0.0, 0
         start = time.perf_counter()
-        for images, labels in loader:
+        batches = progress(loader, f"epoch {epoch + 1}", show=rank == 0)
+        for step, (images, labels) in enumerate(batches, epoch * len(loader)):
+            if step == die_at:
+                os.kill(os.getpid(), signal.SIGKILL)  # the testing aid: die without cleanup
             optimizer.zero_grad()
             loss = F.cross_entropy(model(images), labels, label_smoothing=0.1)
             loss.backward()  # gradients are averaged across ranks here
@@ -122,14 +207,19 @@ def main(argv=None):
         waited = model.comm_wait_seconds - wait_before
         if rank == 0:
             accuracy = evaluate(model.module, test_x, test_y)
+            history["loss"].append(total / seen)
+            history["accuracy"].append(accuracy)
             print(f"epoch {epoch + 1:2d}  loss {total / seen:.4f}  test accuracy {accuracy:.2%}  "
                   f"{seen * world / elapsed:,.0f} samples/s  "
                   f"waiting on communication {waited / elapsed:.0%}", flush=True)
             dtrain.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "schedule": schedule.state_dict(), "epoch": epoch + 1},
-                        args.checkpoint)
+                         "schedule": schedule.state_dict(), "epoch": epoch + 1,
+                         "history": history}, args.checkpoint)
     if rank == 0:
         print(f"saved {args.checkpoint}", flush=True)
+        if args.plot:
+            plot_curves(history, args.plot)
+            print(f"plotted {args.plot}", flush=True)
     dist.destroy_process_group()
     return accuracy
 

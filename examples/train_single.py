@@ -2,12 +2,16 @@
 
     python examples/train_single.py [--epochs 20] [--batch-size 32] [--lr 0.003]
                                     [--model cnn|mlp] [--seed 0] [--checkpoint digits.ckpt]
+                                    [--plot curves.png]
 
 Adam with a cosine learning-rate decay and label smoothing 0.1. Prints per-epoch training
-loss, test accuracy and samples/s, and saves a checkpoint of the model and optimizer when
-asked. The CNN reaches about 99% test accuracy in a few seconds on one core.
+loss, test accuracy and samples/s (with a tqdm bar during each epoch when tqdm is installed
+and stderr is a terminal), saves a checkpoint of the model and optimizer when asked, and with
+--plot draws the loss and accuracy curves (needs matplotlib: pip install "dtrain[plot]").
+The CNN reaches about 99% test accuracy in a few seconds on one core.
 """
 import argparse
+import sys
 import time
 
 import dtrain
@@ -49,6 +53,44 @@ def evaluate(model, images, labels):
     return correct / len(labels)
 
 
+def progress(batches, desc):
+    """A tqdm bar over ``batches`` when tqdm is installed and stderr is a terminal; else
+    ``batches`` itself (the per-epoch lines are the progress then)."""
+    if not sys.stderr.isatty():
+        return batches
+    try:
+        from tqdm import tqdm
+    except ImportError:  # an optional extra: pip install "dtrain[progress]"
+        return batches
+    return tqdm(batches, desc=desc, unit="batch", leave=False)
+
+
+def check_plotting():
+    """Fail before training, not after it, when --plot is asked for without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SystemExit('--plot needs matplotlib: pip install "dtrain[plot]"') from None
+
+
+def plot_curves(history, path):
+    """Training loss and test accuracy per epoch, side by side, in an image file."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg backend: no display needed
+    epochs = range(1, len(history["loss"]) + 1)
+    loss, accuracy = fig.subplots(1, 2)
+    loss.plot(epochs, history["loss"], marker="o")
+    loss.set(xlabel="epoch", ylabel="training loss", title="Loss")
+    accuracy.plot(epochs, [100 * a for a in history["accuracy"]], marker="o", color="C1")
+    accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="Accuracy")
+    for axes in (loss, accuracy):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+    fig.savefig(path, dpi=120)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=20)
@@ -57,11 +99,14 @@ def parse_args(argv=None):
     p.add_argument("--model", choices=["cnn", "mlp"], default="cnn")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None, help="where to save model and optimizer state")
+    p.add_argument("--plot", metavar="PNG", help="write loss and accuracy curves here")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.plot:
+        check_plotting()
     dtrain.manual_seed(args.seed)
     train_x, train_y = load_digits("train")
     test_x, test_y = load_digits("test")
@@ -71,9 +116,10 @@ def main(argv=None):
     optimizer = dtrain.optim.Adam(model.parameters(), lr=args.lr)
     schedule = dtrain.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * len(loader))
     print(f"training a {args.model} on {len(train_y)} digits for {args.epochs} epochs")
+    history = {"loss": [], "accuracy": []}
     for epoch in range(1, args.epochs + 1):
         start, total, seen = time.perf_counter(), 0.0, 0
-        for images, labels in loader:
+        for images, labels in progress(loader, f"epoch {epoch}"):
             optimizer.zero_grad()
             loss = F.cross_entropy(model(images), labels, label_smoothing=0.1)
             loss.backward()
@@ -83,12 +129,17 @@ def main(argv=None):
             seen += len(labels)
         elapsed = time.perf_counter() - start
         accuracy = evaluate(model, test_x, test_y)
+        history["loss"].append(total / seen)
+        history["accuracy"].append(accuracy)
         print(f"epoch {epoch:2d}  loss {total / seen:.4f}  test accuracy {accuracy:.2%}  "
               f"{seen / elapsed:,.0f} samples/s")
     if args.checkpoint:
         dtrain.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "epoch": args.epochs}, args.checkpoint)
         print(f"saved {args.checkpoint}")
+    if args.plot:
+        plot_curves(history, args.plot)
+        print(f"plotted {args.plot}")
     return accuracy
 
 

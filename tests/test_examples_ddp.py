@@ -45,3 +45,15 @@ def test_manual_allreduce_keeps_replicas_in_step():
     assert set(accuracies) == {"0", "1"}, out
     assert accuracies["0"] == accuracies["1"]  # both replicas took the same steps
     assert float(accuracies["0"]) > 70.0
+
+
+@pytest.mark.timeout(60)
+def test_main_job_plots_its_curves_on_rank_0(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    code, out = dtrain_run("--nprocs", 2, "examples/train_ddp.py", "--epochs", 2, "--model",
+                           "mlp", "--batch-size", 32, "--checkpoint", tmp_path / "ddp.ckpt",
+                           "--plot", png, timeout=50)
+    assert code == 0, out
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert re.findall(r"\[rank(\d+)\]:plotted", out) == ["0"], out
