@@ -1,6 +1,9 @@
-"""The same-host shared-memory path (dtrain/distributed/shm.py): when it is used, that it gives
-exact results under concurrency, and that it fails cleanly and leaves nothing behind."""
+"""The same-host paths: large calls through shared-memory lanes (shm.py) and small ones through
+mailboxes in the caller's thread (fastpath.py). When they are used, that they give exact
+results under concurrency and in call order, and that they fail cleanly, without burning CPU,
+and leave nothing behind."""
 import os
+import time
 
 import numpy as np
 import pytest
@@ -121,3 +124,114 @@ def test_a_peer_killed_before_its_part_fails_the_shared_all_reduce():
     results = run_ranks(peer_dies, 2, timeout=50, expect_failure=True)
     status, message = results[0][:2]
     assert status == "error" and "DistPeerError" in message and "rank 1" in message
+
+
+def small_calls_use_mailboxes(rank, world):
+    dist = init()
+    pg = dist.group.WORLD
+    t = np.full(1000, rank + 1.0, np.float32)
+    dist.all_reduce(t)
+    dist.broadcast(t, src=0)
+    dist.barrier()
+    assert (t == world * (world + 1) / 2).all()
+    counted = pg.engine.mailbox_count[pg.id]
+    dist.destroy_process_group()
+    return counted
+
+
+@pytest.mark.timeout(60)
+def test_small_calls_go_through_mailboxes_unless_dtrain_shm_0():
+    assert run_ranks(small_calls_use_mailboxes, 2, timeout=50) == [3, 3]
+    assert run_ranks(small_calls_use_mailboxes, 2, timeout=50,
+                     env={"DTRAIN_SHM": "0"}) == [0, 0]
+
+
+def in_call_order(rank, world):
+    """An async large call, then a small blocking one: the small one (in this thread) starts
+    only once the large one (on the engine) is done, as the group's calls run in order."""
+    dist = init()
+    big = np.full(2 * MB, rank + 1, np.int64)
+    work = dist.all_reduce(big, async_op=True)
+    small = np.full(3, rank + 1, np.int64)
+    dist.all_reduce(small)
+    done_first = work._done.is_set()
+    work.wait()
+    total = world * (world + 1) // 2
+    assert (big == total).all() and (small == total).all()
+    dist.destroy_process_group()
+    return done_first
+
+
+@pytest.mark.timeout(60)
+def test_a_small_call_waits_for_the_groups_earlier_calls():
+    assert run_ranks(in_call_order, 3, timeout=50) == [True] * 3
+
+
+def mismatched(rank, world, case):
+    from dtrain.distributed import DistMismatchError
+    dist = init()
+    start = time.monotonic()
+    try:
+        if case == "small vs large" and rank == 1:
+            dist.all_reduce(np.ones(MB, np.float32))  # the engine's shared-memory path
+        elif case == "all_reduce vs broadcast" and rank == 1:
+            dist.broadcast(np.ones(4, np.float32), src=0)
+        else:
+            dist.all_reduce(np.ones(4, np.float32))  # a mailbox
+    except DistMismatchError as e:
+        return str(e), time.monotonic() - start
+    finally:
+        dist.destroy_process_group()
+    return "no error", 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", ["small vs large", "all_reduce vs broadcast"])
+def test_mismatched_calls_raise_on_every_rank(case):
+    for rank, (message, took) in enumerate(run_ranks(mismatched, 2, case, timeout=50)):
+        assert "does not match" in message and "op #1" in message, f"rank {rank}: {message}"
+        assert took < 5, f"rank {rank} took {took:.1f} s to notice"
+
+
+def late_peer(rank, world):
+    dist = init()
+    if rank == 1:
+        time.sleep(1.5)
+    cpu, wall = time.process_time(), time.monotonic()
+    t = np.ones(4, np.float32)
+    dist.all_reduce(t)
+    used = time.process_time() - cpu, time.monotonic() - wall
+    assert (t == world).all()
+    dist.destroy_process_group()
+    return used
+
+
+@pytest.mark.timeout(60)
+def test_waiting_for_a_late_peer_sleeps_instead_of_spinning():
+    cpu, wall = run_ranks(late_peer, 2, timeout=50)[0]
+    assert wall > 1.0 and cpu < 0.3 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s of waiting"
+
+
+def late_and_timed_out(rank, world):
+    from dtrain.distributed import DistTimeoutError
+    dist = init()
+    if rank == 1:
+        time.sleep(4)
+        dist.destroy_process_group()
+        return None
+    start = time.monotonic()
+    try:
+        dist.all_reduce(np.ones(4, np.float32))
+    except DistTimeoutError as e:
+        return str(e), time.monotonic() - start
+    finally:
+        if rank == 0:
+            dist.destroy_process_group()
+
+
+@pytest.mark.timeout(60)
+def test_a_mailbox_wait_has_a_deadline_naming_the_missing_rank():
+    message, took = run_ranks(late_and_timed_out, 2, timeout=50,
+                              env={"DTRAIN_TIMEOUT": "1.5"})[0]
+    assert "timed out" in message and "rank 1" in message and "op #1" in message
+    assert 1.0 < took < 3.5

@@ -14,7 +14,6 @@ UFUNCS = (np.add, np.add, np.multiply, np.minimum, np.maximum, np.bitwise_and, n
           np.bitwise_xor)
 
 SMALL = 64 * 1024  # bytes: below this, one direct exchange beats the ring's 2(n-1) steps
-SHARED_MIN = 4 * 1024  # bytes: above this, all_reduce goes through shared memory if it can
 _EMPTY = np.zeros(0, dtype=np.uint8)
 
 
@@ -23,11 +22,12 @@ def _others(run):
 
 
 def all_reduce(run, buf, op):
-    """Direct exchange for small buffers; for large ones shared memory when every rank is on
-    this host, else ring reduce-scatter + all-gather."""
+    """Through shared memory when every rank is on this host (small calls there take
+    fastpath.py's mailboxes instead, without the engine); else a direct exchange for small
+    buffers and ring reduce-scatter + all-gather for large ones."""
     if run.size == 1:
         return
-    if run.shares_memory and buf.nbytes > SHARED_MIN:
+    if run.shares_memory:
         run.algorithm, run.variant = "shared", 1
         yield from _shared_all_reduce(run, buf, op)
     elif buf.nbytes <= SMALL or buf.size < run.size:
@@ -38,7 +38,7 @@ def all_reduce(run, buf, op):
         yield from _ring_all_reduce(run, buf, op)
 
 
-def _combine(out, parts, op):
+def combine(out, parts, op):
     """out = parts[0] op parts[1] op ... in rank order: the same order on every rank."""
     ufunc = UFUNCS[op]
     np.copyto(out, parts[0])
@@ -53,7 +53,7 @@ def _direct_all_reduce(run, buf, op):
     parts = {run.me: mine}
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), buf.size, k)
-    _combine(buf, [parts[k] for k in range(run.size)], op)
+    combine(buf, [parts[k] for k in range(run.size)], op)
 
 
 def _ring_all_reduce(run, buf, op):
@@ -102,7 +102,7 @@ def _shared_all_reduce(run, buf, op):
             yield run.recv(k)
         if i + 1 < len(pieces):
             put(i + 1)
-        _combine(piece, [run.slot(k, first + i, piece) for k in range(run.size)], op)
+        combine(piece, [run.slot(k, first + i, piece) for k in range(run.size)], op)
 
 
 def broadcast(run, buf, root):
@@ -121,7 +121,7 @@ def reduce(run, buf, op, root):
     parts = {root: buf.copy()}
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), buf.size, k)
-    _combine(buf, [parts[k] for k in range(run.size)], op)
+    combine(buf, [parts[k] for k in range(run.size)], op)
 
 
 def all_gather(run, outs, buf):
@@ -157,7 +157,7 @@ def reduce_scatter(run, out, ins, op):
     parts = {run.me: ins[run.me]}
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), out.size, k)
-    _combine(out, [parts[k] for k in range(run.size)], op)
+    combine(out, [parts[k] for k in range(run.size)], op)
 
 
 def all_to_all(run, outs, ins):

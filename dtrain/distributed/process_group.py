@@ -92,7 +92,7 @@ class ProcessGroup:
         if len(self.ranks) == 1:
             _run_alone(run)
         else:
-            self.engine.call(self.engine.start_collective, run)
+            self.engine.submit(run)
         return work
 
     def send(self, array, dst, tag):

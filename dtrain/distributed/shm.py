@@ -1,7 +1,8 @@
 """The same-host data path: shared-memory lanes.
 
 Each process makes one anonymous shared-memory file (memfd) when its engine starts: one lane per
-process group (ids below LANES), each lane SLOTS slots of SLOT_BYTES. Its peers on the same host
+process group (ids below LANES), each lane SLOTS slots of SLOT_BYTES for large messages and two
+mailboxes for small ones (fastpath.py). Its peers on the same host
 map that file through /proc/<pid>/fd/<fd>, read-only. Only the same user may open it, nothing
 is ever named in /dev/shm, and the memory goes away with the last process that maps it, however
 the processes end. Pages are allocated on first touch, so the file's size reserves address
@@ -20,6 +21,10 @@ from .errors import DistBackendError
 
 SLOT_BYTES = 4 << 20
 SLOTS = 3  # a slot is rewritten only once every peer has read it (collectives.py says why)
+MAILBOX_BYTES = 64 << 10  # the largest payload of a small collective
+_BOX_HEAD = 4096          # a mailbox's flag, header length and header (fastpath.py)
+_BOX = _BOX_HEAD + MAILBOX_BYTES
+_LANE = SLOTS * SLOT_BYTES + 2 * _BOX
 LANES = 64
 
 
@@ -65,7 +70,7 @@ class Lanes:
     """One process's lanes: its own (writable) or a peer's (read-only)."""
 
     def __init__(self, fd, writable):
-        size = LANES * SLOTS * SLOT_BYTES
+        size = LANES * _LANE
         if writable:
             os.ftruncate(fd, size)
         self._map = mmap.mmap(fd, size, prot=mmap.PROT_READ | (mmap.PROT_WRITE if writable
@@ -91,8 +96,15 @@ class Lanes:
 
     def slot(self, lane, index, dtype, count):
         """Slot ``index % SLOTS`` of ``lane``, as ``count`` elements of ``dtype``."""
-        start = (lane * SLOTS + index % SLOTS) * SLOT_BYTES
+        start = lane * _LANE + index % SLOTS * SLOT_BYTES
         return self._bytes[start:start + count * dtype.itemsize].view(dtype)
+
+    def mailbox(self, lane, index):
+        """Mailbox ``index % 2`` of ``lane``: (flag and header length as two int64, header
+        bytes, payload bytes)."""
+        start = lane * _LANE + SLOTS * SLOT_BYTES + index % 2 * _BOX
+        box = self._bytes[start:start + _BOX]
+        return box[:16].view(np.int64), box[16:_BOX_HEAD], box[_BOX_HEAD:]
 
     def close(self):
         self._bytes = None

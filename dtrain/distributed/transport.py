@@ -18,7 +18,7 @@ import time
 import numpy as np
 import zmq
 
-from . import shm, wire
+from . import fastpath, shm, wire
 from .collective_run import mismatch, signature_of
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
 from .liveness import GRACE, PeerWatch
@@ -43,6 +43,8 @@ class Engine:
         self._ready = threading.Event()
         self._startup_error = None
         self._stopping = False
+        self._submitted = {}  # group -> Works of its collectives given to the engine thread
+        self.mailbox_count = collections.Counter()  # group -> its calls through mailboxes
         self.address = None
         self.card = None  # what peers need to reach this rank: address, host, shared memory
         self._thread = threading.Thread(target=self._run, name=f"dtrain-engine-{rank}",
@@ -60,6 +62,32 @@ class Engine:
                                    "init_process_group() again before communicating")
         self._commands.append((fn, args))
         os.write(self._wake_w, b"x")
+
+    def submit(self, run):
+        """Start a collective: a small one among processes of this host runs right here, in
+        the caller's thread (fastpath.py); the others go to the engine thread."""
+        group = run.group.id
+        way = fastpath.choose(self, run)
+        if way is not None:
+            fastpath.run_here(self, run, way, self._submitted.pop(group, ()))
+            return
+        self._submitted[group] = [w for w in self._submitted.get(group, ())
+                                  if not w._done.is_set()] + [run.work]
+        self.call(self.start_collective, run)
+
+    def note_call(self, group, seq, signature):
+        """Record a collective this rank ran outside the engine thread, for comparing with
+        what peers send for it. No wake-up: the engine reads it at its next turn, which a
+        peer's message or probe for it starts."""
+        self._commands.append((self._noted, (group, seq, signature)))
+
+    def broken(self, group):
+        """The error that made ``group`` unusable, or None."""
+        return self._broken.get(group)
+
+    def gone(self, rank):
+        """Why peer ``rank`` is gone, or None."""
+        return self._watch.gone.get(rank)
 
     def close(self, timeout=10.0):
         """Stop the thread, flushing queued messages for up to a few seconds."""
@@ -338,6 +366,9 @@ class Engine:
     def lane_slot(self, group, rank, index, dtype, count):
         return self._lanes[rank].slot(group, index, dtype, count)
 
+    def peer_lanes(self, rank):
+        return self._lanes[rank]
+
     def take_lane(self, run, chunks):
         """Give ``run`` its group's lane for ``chunks`` chunks, or queue it behind the run that
         holds it (runs of a group take the lane in the order of their calls, the same on every
@@ -366,7 +397,22 @@ class Engine:
         self._release_lane(run)
         self._runs.pop(key, None)
         self._pending.pop(id(run.work), None)
-        self._finished[key] = run.signature
+        self._remember(key, run.signature)
+
+    def _noted(self, group, seq, signature):
+        """A call this rank made outside the engine (note_call): compare what came for it."""
+        key = (group, seq)
+        self._remember(key, signature)
+        for src, header in self._probes.pop(key, ()):
+            if self._compare(key, src, header):
+                return
+        for mail in [m for m in self._coll_mail if m[:2] == key]:
+            for header, _ in self._coll_mail.pop(mail):
+                if self._compare(key, mail[2], header):
+                    return
+
+    def _remember(self, key, signature):
+        self._finished[key] = signature
         if len(self._finished) > _FINISHED_KEPT:
             del self._finished[next(iter(self._finished))]
 
