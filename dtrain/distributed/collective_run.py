@@ -19,6 +19,7 @@ NAMES = ("?", "all_reduce", "broadcast", "reduce", "all_gather", "gather", "scat
 CODES = {name: i for i, name in enumerate(NAMES)}
 OP_NAMES = ("SUM", "AVG", "PRODUCT", "MIN", "MAX", "BAND", "BOR", "BXOR")  # torch's numbering
 NO_OP = 255  # collectives without a reduce op
+PROBE_AFTER = 0.5  # s: a collective waiting this long asks the silent peer what it called
 
 
 class CollectiveRun:

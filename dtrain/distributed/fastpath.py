@@ -13,7 +13,9 @@ writes call f+2 only after every peer has published call f+1, which each does af
 finished reading call f.
 
 Waiting spins briefly, then yields the CPU, then sleeps with growing pauses (so a late peer
-costs little CPU), checking the deadline, the group and the peers' liveness as it goes.
+costs little CPU), checking the deadline, the group and the peers' liveness as it goes. A call
+that waits long tells the engine what it is, so that a peer that made another call (and so went
+through its engine, probing this rank) gets DistMismatchError instead of a hang.
 
 Whether a call goes this way depends only on the call (its kind and size) and its group, so
 every rank decides alike. Calls of the group still running on the engine finish first, so a
@@ -28,7 +30,7 @@ import time
 import numpy as np
 
 from . import collectives, wire
-from .collective_run import mismatch, signature_of
+from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistError, DistMismatchError, DistPeerError, DistTimeoutError
 from .shm import MAILBOX_BYTES
 
@@ -90,9 +92,6 @@ def run_here(engine, run, way, earlier):
     """Run ``run`` in this thread, once the group's ``earlier`` engine calls are done."""
     for work in earlier:
         work._done.wait(max(work.deadline - time.monotonic(), 0) + 5.0)
-    # tell the engine what this rank called here, so that a peer that made another call (and
-    # so went through its engine) hears of the mismatch from this rank's engine
-    engine.note_call(run.group.id, run.seq, run.signature)
     run.algorithm, run.variant = "mailbox", VARIANT
     try:
         way(_Exchange(engine, run), *run._args)
@@ -163,6 +162,7 @@ class _Exchange:
         engine, run = self.engine, self.run
         start = time.monotonic()
         pause = 0.00005
+        noted = False
         while flag[0] != want:
             broken = engine.broken(run.group.id)
             if broken is not None:
@@ -173,6 +173,11 @@ class _Exchange:
                                          f"{run.group.id}, op #{run.seq}) cannot complete: "
                                          f"{why}."), notify=True)
             now = time.monotonic()
+            if not noted and now - start >= PROBE_AFTER:
+                # a peer that made another call went through its engine, and waits for this
+                # rank's messages: tell this rank's engine what was called here, to compare
+                engine.note_call(run.group.id, run.seq, run.signature)
+                noted = True
             if now >= run.work.deadline:
                 self._fail(DistTimeoutError(
                     f"{run.name} on rank {run.ranks[self.me]} timed out after "

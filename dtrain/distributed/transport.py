@@ -19,12 +19,11 @@ import numpy as np
 import zmq
 
 from . import fastpath, shm, wire
-from .collective_run import mismatch, signature_of
+from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
 from .liveness import GRACE, PeerWatch
 
 ZERO_COPY_MIN = 64 * 1024  # smaller payloads are copied: cheaper than tracking them
-PROBE_AFTER = 0.5  # s: a collective waiting this long asks the silent peer what it called
 _POLL_MAX_MS = 1000
 _ABORT_KINDS = (DistMismatchError, DistTimeoutError, DistPeerError)  # codes in an ABORT's op
 _FINISHED_KEPT = 4096
@@ -76,10 +75,9 @@ class Engine:
         self.call(self.start_collective, run)
 
     def note_call(self, group, seq, signature):
-        """Record a collective this rank ran outside the engine thread, for comparing with
-        what peers send for it. No wake-up: the engine reads it at its next turn, which a
-        peer's message or probe for it starts."""
-        self._commands.append((self._noted, (group, seq, signature)))
+        """Record a collective this rank runs outside the engine thread (and waits long for),
+        to compare with what peers send for it."""
+        self.call(self._noted, group, seq, signature)
 
     def broken(self, group):
         """The error that made ``group`` unusable, or None."""
