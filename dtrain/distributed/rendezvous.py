@@ -14,7 +14,7 @@ import time
 from datetime import timedelta
 from urllib.parse import urlparse
 
-from . import shm
+from . import auth, shm
 from .errors import DistError, DistTimeoutError
 from .transport import Engine
 
@@ -103,6 +103,9 @@ def local_host(master):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((socket.gethostbyname(master), 1))  # no packet is sent
             return probe.getsockname()[0]
+    except socket.gaierror as e:
+        raise DistError(f"MASTER_ADDR {master!r} does not resolve ({e.strerror}): set it to the "
+                        "address of rank 0 (for one machine, 127.0.0.1)") from None
     except OSError as e:
         raise DistError(f"cannot find a local address that reaches MASTER_ADDR {master!r}: {e}. "
                         "Set DTRAIN_HOST to this machine's address.") from None
@@ -121,8 +124,21 @@ def scoped(store):
     return _Scoped(store, f"dtrain/{restart}/{_generation}/")
 
 
-def join(store, rank, world_size, master_host, timeout):
-    """Open this rank's engine and connect it to every other rank's. Returns the engine.
+def bind_host(master_host, token):
+    """The address this rank's data socket binds (local_host), refusing to talk to other
+    machines without the job token."""
+    host = local_host(master_host)
+    if token is None and auth.crosses_hosts(host):
+        raise DistError(f"this job would talk to other machines (from {host}), which needs the "
+                        "job token: set DTRAIN_JOB_TOKEN to the same secret on every node (e.g. "
+                        "python3 -c 'import secrets; print(secrets.token_hex(16))'). dtrain-run "
+                        "sets one for a one-machine job.")
+    return host
+
+
+def join(store, rank, world_size, host, timeout, token=None):
+    """Open this rank's engine on ``host`` (bind_host) and connect it to every other rank's.
+    Returns the engine. Connections prove ``token`` (auth.py).
 
     A rank that finds the job misconfigured (a rank claimed twice, world sizes that differ)
     posts the reason under "abort" before raising, and every rank still meeting reads it there,
@@ -134,7 +150,7 @@ def join(store, rank, world_size, master_host, timeout):
         _abort(store, f"two processes claim rank {rank}: each process needs its own RANK in "
                       f"[0, {world_size - 1}]")
     store.set(f"world_size/{rank}", str(world_size))
-    engine = Engine(rank, local_host(master_host))
+    engine = Engine(rank, host, token)
     try:
         store.set(f"addr/{rank}", json.dumps(engine.card))
         cards = {}

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 
-from . import collectives
+from . import auth, collectives
 from .errors import DistError, DistTimeoutError
 from .process_group import ProcessGroup
-from .rendezvous import default_timeout, join, parse, scoped
+from .rendezvous import bind_host, default_timeout, join, parse, scoped
 from .store import TCPStore
 from .work import seconds
 
@@ -123,22 +123,23 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
     name = Backend(backend)
     limit = _positive_seconds(timeout) if timeout is not None else \
         default_timeout().total_seconds()
+    token = auth.job_token()
     if store is None:
         host, port, rank, world_size = parse(init_method, rank, world_size)
+        bind = bind_host(host, token)
         # dtrain-run hosts the store itself and says so; otherwise rank 0 hosts it
         hosted = os.environ.get("DTRAIN_STORE_HOSTED") == "1"
-        token = os.environ.get("DTRAIN_JOB_TOKEN", "").encode() or None
         store = _open_store(host, port, world_size, rank == 0 and not hosted, limit, token)
         owned = True
     else:
         owned = False
         if rank is None or rank < 0 or world_size is None or world_size < 1:
             raise ValueError("with store=..., pass rank= and world_size= too")
-        host = getattr(store, "host", "127.0.0.1")
+        bind = bind_host(getattr(store, "host", "127.0.0.1"), token)
     kv = scoped(store)
     engine = None
     try:
-        engine = join(kv, rank, world_size, host, limit)
+        engine = join(kv, rank, world_size, bind, limit, token)
         # meet once over the data sockets (in a group of its own, so the user's first op is
         # #1): after this no rank waits on the store, so rank 0 may leave and close it any time
         meeting = ProcessGroup(_RENDEZVOUS_GROUP, range(world_size), rank, engine, limit)

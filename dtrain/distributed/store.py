@@ -37,6 +37,7 @@ from datetime import timedelta
 
 import zmq
 
+from . import auth
 from .errors import DistStoreError, DistStoreTimeoutError
 from .store_server import (_GRACE, _MAGIC, _StoreServer, _encode_key, _encode_value,
                            _endpoint, _names)
@@ -108,8 +109,11 @@ class TCPStore(Store):
         self._lock = threading.RLock()
         self._seq = 0
         self._ctx = zmq.Context()
+        # across hosts, CURVE with keys from the token hides the token and the keys' values
+        guard = auth.Guard(token, encrypted=True) if token and auth.crosses_hosts(host_name) \
+            else None
         try:
-            self._server = (_StoreServer(self._ctx, host_name, port, self._token)
+            self._server = (_StoreServer(self._ctx, host_name, port, self._token, guard)
                             if is_master else None)
         except BaseException:
             self._ctx.term()
@@ -117,6 +121,8 @@ class TCPStore(Store):
         self._port = self._server.port if is_master else port
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.linger = 0
+        if guard is not None:
+            guard.connect_as_client(self._sock)
         self._finalizer = weakref.finalize(self, _shutdown, self._ctx, self._sock,
                                            self._server, self._lock)
         try:

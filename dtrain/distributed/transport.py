@@ -18,7 +18,7 @@ import time
 import numpy as np
 import zmq
 
-from . import fastpath, shm, wire
+from . import auth, fastpath, shm, wire
 from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
 from .liveness import GRACE, PeerWatch
@@ -33,9 +33,10 @@ _EMPTY = np.zeros(0, dtype=np.uint8)
 class Engine:
     """The communication thread of one process."""
 
-    def __init__(self, rank, host):
+    def __init__(self, rank, host, token=None):
         self.rank = rank
         self._host = host
+        self._token = token
         self._commands = collections.deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -111,6 +112,8 @@ class Engine:
         poller = self._poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        if self._zap is not None:
+            poller.register(self._zap, zmq.POLLIN)
         while not self._stopped:
             try:
                 self._turn(poller)
@@ -128,6 +131,9 @@ class Engine:
         for mon in self._watch.monitors:
             if mon in events:
                 self._watch.read(mon)
+        if self._zap in events:
+            while self._zap.poll(0):
+                self._guard.answer(self._zap)
         if self._wake_r in events:
             try:
                 os.read(self._wake_r, 65536)
@@ -149,6 +155,13 @@ class Engine:
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.RCVHWM, 0)
         self._router.setsockopt(zmq.LINGER, 0)
+        self._zap = None
+        if self._token:  # connections prove the job token before any message is read
+            self._zap = self._ctx.socket(zmq.REP)
+            self._zap.setsockopt(zmq.LINGER, 0)
+            self._zap.bind(auth.ZAP_ENDPOINT)
+            self._guard = auth.Guard(self._token, auth.crosses_hosts(self._host))
+            self._guard.serve(self._router)
         port = self._router.bind_to_random_port(f"tcp://{self._host}")
         self.address = f"tcp://{self._host}:{port}"
         host = shm.host_key() if shm.enabled() else None
@@ -183,6 +196,8 @@ class Engine:
         for sock in self._peers.values():
             sock.close(linger=3000)  # let queued messages reach their peers
         self._router.close(linger=0)
+        if self._zap is not None:
+            self._zap.close()
         for lanes in self._lanes.values():
             lanes.close()
         self._ctx.term()
@@ -200,6 +215,9 @@ class Engine:
             sock.setsockopt(zmq.IDENTITY, b"%d" % self.rank)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
+            if self._token:
+                host = address.rsplit(":", 1)[0].split("//", 1)[1]
+                auth.Guard(self._token, auth.crosses_hosts(host)).connect_as_client(sock)
             self._poller.register(self._watch.watch(rank, sock), zmq.POLLIN)
             sock.connect(address)
             self._peers[rank] = sock
