@@ -36,6 +36,7 @@ class CollectiveRun:
         self.wait_since = 0.0  # when it began waiting on waiting_for
         self.probed = None     # the peer last asked which call it made
         self.queued = False    # waiting for the shared-memory lane
+        self.stall_reported = False
         self._trackers = []
         self._algorithm, self._args = algorithm, args
         self._gen = None

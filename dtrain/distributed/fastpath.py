@@ -32,6 +32,7 @@ import numpy as np
 from . import collectives, wire
 from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistError, DistMismatchError, DistPeerError, DistTimeoutError
+from .liveness import report_stall, stall_seconds
 from .shm import MAILBOX_BYTES
 
 VARIANT = 2  # the tag of a call made this way (collective_run.py's variants are 0 and 1)
@@ -163,6 +164,7 @@ class _Exchange:
         start = time.monotonic()
         pause = 0.00005
         noted = False
+        stall = start + stall_seconds()
         while flag[0] != want:
             broken = engine.broken(run.group.id)
             if broken is not None:
@@ -178,6 +180,10 @@ class _Exchange:
                 # rank's messages: tell this rank's engine what was called here, to compare
                 engine.note_call(run.group.id, run.seq, run.signature)
                 noted = True
+            if now >= stall:
+                stall = float("inf")
+                report_stall(run.ranks[self.me], f"{run.name} (group {run.group.id}, op "
+                             f"#{run.seq})", self._missing(want), now - start)
             if now >= run.work.deadline:
                 self._fail(DistTimeoutError(
                     f"{run.name} on rank {run.ranks[self.me]} timed out after "
@@ -190,6 +196,13 @@ class _Exchange:
             else:
                 time.sleep(pause)
                 pause = min(pause * 2, _SLEEP_MAX)
+
+    def _missing(self, want):
+        """The ranks that have not published the call that publishes ``want``."""
+        engine, group = self.engine, self.run.group.id
+        index = want - 1
+        return [r for r in self.run.ranks if r != engine.rank
+                and engine.peer_lanes(r).mailbox(group, index)[0][0] != want]
 
     def _fail(self, error, notify):
         """The group is unusable now: the engine fails what else waits on it (and, if

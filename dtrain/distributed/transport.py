@@ -21,7 +21,7 @@ import zmq
 from . import auth, fastpath, shm, wire
 from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
-from .liveness import GRACE, PeerWatch
+from .liveness import GRACE, PeerWatch, keep_alive, report_stall, stall_seconds
 
 ZERO_COPY_MIN = 64 * 1024  # smaller payloads are copied: cheaper than tracking them
 _POLL_MAX_MS = 1000
@@ -148,6 +148,7 @@ class Engine:
             self._peer_gone(rank)
         if self._runs:
             self._send_probes()
+            self._report_stalls()
         self._check_deadlines()
 
     def _setup(self):
@@ -155,6 +156,8 @@ class Engine:
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.RCVHWM, 0)
         self._router.setsockopt(zmq.LINGER, 0)
+        keep_alive(self._router)
+        self._stall = stall_seconds()
         self._zap = None
         if self._token:  # connections prove the job token before any message is read
             self._zap = self._ctx.socket(zmq.REP)
@@ -215,6 +218,7 @@ class Engine:
             sock.setsockopt(zmq.IDENTITY, b"%d" % self.rank)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
+            keep_alive(sock)
             if self._token:
                 host = address.rsplit(":", 1)[0].split("//", 1)[1]
                 auth.Guard(self._token, auth.crosses_hosts(host)).connect_as_client(sock)
@@ -365,6 +369,15 @@ class Engine:
                 self.send(src, wire.encode(wire.PROBE, group, seq, 0, code, op, dtype, shape,
                                            root, 0), _EMPTY)
 
+    def _report_stalls(self):
+        now = time.monotonic()
+        for (group, seq), run in self._runs.items():
+            if run.waiting_for is not None and not run.stall_reported \
+                    and now - run.wait_since >= self._stall:
+                run.stall_reported = True
+                report_stall(self.rank, f"{run.name} (group {group}, op #{seq})",
+                             [run.waiting_for], now - run.wait_since)
+
     def take_collective_mail(self, group, seq, src):
         mail = self._coll_mail.get((group, seq, src))
         if mail:
@@ -493,6 +506,8 @@ class Engine:
         for run in self._runs.values():
             if run.waiting_for is not None and run.probed != run.waiting_for:
                 soonest = min(soonest, run.wait_since + PROBE_AFTER)
+            if run.waiting_for is not None and not run.stall_reported:
+                soonest = min(soonest, run.wait_since + self._stall)
         return max(0, min(_POLL_MAX_MS, int((soonest - time.monotonic()) * 1000) + 1))
 
     def _check_deadlines(self):

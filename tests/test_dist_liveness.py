@@ -1,0 +1,70 @@
+"""Slow and hung peers (dtrain/distributed/liveness.py): a collective that waits long names the
+ranks it waits for (DTRAIN_STALL_SECONDS), and a peer that stops answering, though alive, is
+declared gone after DTRAIN_PEER_TIMEOUT (ZeroMQ heartbeats)."""
+import logging
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from multiproc import run_ranks
+
+SIZES = {"mailbox": 4, "engine": 1 << 20}  # float32 elements: the caller's or the engine's path
+
+
+def late(rank, world, size):
+    import dtrain.distributed as dist
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("dtrain.distributed").addHandler(handler)
+    dist.init_process_group("gloo")
+    if rank == world - 1:
+        time.sleep(1.6)
+    t = np.ones(size, np.float32)
+    dist.all_reduce(t)
+    assert (t == world).all()
+    dist.destroy_process_group()
+    return [r.getMessage() for r in records if "stall" in r.getMessage()]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("path", list(SIZES))
+def test_a_long_wait_logs_which_ranks_have_not_arrived(path):
+    results = run_ranks(late, 3, SIZES[path], timeout=50,
+                        env={"DTRAIN_STALL_SECONDS": "0.6"})
+    for rank in (0, 1):
+        assert len(results[rank]) == 1, f"rank {rank} logged {results[rank]}"
+        line = results[rank][0]
+        assert f"[rank{rank}] stall: all_reduce (group 0, op #1)" in line and "rank 2" in line
+    assert results[2] == []
+
+
+def hangs(rank, world, size, tmp):
+    import dtrain.distributed as dist
+    dist.init_process_group("gloo")
+    if rank == 1:
+        with open(os.path.join(tmp, "pid"), "w") as f:
+            f.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)  # alive, but answers nothing
+    start = time.monotonic()
+    try:
+        dist.all_reduce(np.ones(size, np.float32))
+        return "no error", 0.0
+    except dist.DistError as e:
+        return f"{type(e).__name__}: {e}", time.monotonic() - start
+    finally:
+        os.kill(int(open(os.path.join(tmp, "pid")).read()), signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("path", list(SIZES))
+def test_a_peer_that_stops_answering_is_declared_gone(path, tmp_path):
+    results = run_ranks(hangs, 2, SIZES[path], str(tmp_path), timeout=40, expect_failure=True,
+                        env={"DTRAIN_PEER_TIMEOUT": "1.5"})
+    status, (message, took) = results[0][0], results[0][1]
+    assert status == "ok", results[0]
+    assert message.startswith("DistPeerError") and "rank 1 is gone" in message, message
+    assert 1.0 < took < 6.0, f"noticed after {took:.1f} s with a 1.5 s peer timeout"
