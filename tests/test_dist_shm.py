@@ -26,7 +26,7 @@ def sharing(rank, world, off_on=None):
     dist = init()
     pg = dist.group.WORLD
     pair = dist.new_group([0, 1])
-    shared = [pg.engine.shares_memory(pg), pg.engine.shares_memory(pair) if rank < 2 else None]
+    shared = [pg.engine.shared.covers(pg), pg.engine.shared.covers(pair) if rank < 2 else None]
     buf = np.full(3 * MB // 4 + 5, rank + 1.0, np.float32)  # 3 MB: one slot
     dist.all_reduce(buf)
     assert (buf == world * (world + 1) / 2).all()
@@ -51,7 +51,7 @@ def groups_beyond_the_lanes(rank, world):
     dist = init()
     groups = [dist.new_group([0, 1]) for _ in range(shm.LANES)]
     last = groups[-1]
-    assert last.id >= shm.LANES and not last.engine.shares_memory(last)
+    assert last.id >= shm.LANES and not last.engine.shared.covers(last)
     buf = np.full(MB, rank + 1, np.int64)
     dist.all_reduce(buf, group=last)  # the ring, over the network
     assert (buf == 3).all()
@@ -134,7 +134,7 @@ def small_calls_use_mailboxes(rank, world):
     dist.broadcast(t, src=0)
     dist.barrier()
     assert (t == world * (world + 1) / 2).all()
-    counted = pg.engine.mailbox_count[pg.id]
+    counted = pg.engine.shared.mailbox_count[pg.id]
     dist.destroy_process_group()
     return counted
 

@@ -68,12 +68,12 @@ class CollectiveRun:
 
     def slot(self, peer, index, like):
         """Group rank ``peer``'s lane slot for chunk ``index``, shaped like array ``like``."""
-        return self._engine.lane_slot(self.group.id, self.ranks[peer], index, like.dtype,
-                                      like.size)
+        return self._engine.shared.slot(self.group.id, self.ranks[peer], index, like.dtype,
+                                        like.size)
 
     @property
     def shares_memory(self):
-        return self._engine.shares_memory(self.group)
+        return self._engine.shared.covers(self.group)
 
     def expect(self, data, count, peer):
         """Check that a received payload has ``count`` elements."""
@@ -120,7 +120,7 @@ class CollectiveRun:
                                            f"{e!r}"))
                 return
             if type(src) is _LaneTurn:
-                value = self._engine.take_lane(self, src.chunks)
+                value = self._engine.shared.take(self, src.chunks)
                 self.queued = value is None
                 if self.queued:
                     return

@@ -83,7 +83,7 @@ _WAYS = {collectives.all_reduce: _all_reduce, collectives.reduce: _reduce,
 def choose(engine, run):
     """How ``run`` goes this way, or None if it does not."""
     way = _WAYS.get(run._algorithm)
-    if way is None or not _X86 or not engine.shares_memory(run.group):
+    if way is None or not _X86 or not engine.shared.covers(run.group):
         return None
     _, _, dtype, shape, _ = run.signature
     return way if math.prod(shape) * dtype.itemsize <= MAILBOX_BYTES else None
@@ -116,13 +116,13 @@ class _Exchange:
         broken = engine.broken(group)
         if broken is not None:  # e.g. the peers gave up waiting for this rank
             raise broken
-        count = engine.mailbox_count[group]
-        engine.mailbox_count[group] = count + 1
+        count = engine.shared.mailbox_count[group]
+        engine.shared.mailbox_count[group] = count + 1
         code, op, dtype, shape, root = run.signature
         nbytes = 0 if mine is None else mine.nbytes
         head = wire.encode(wire.COLLECTIVE, group, run.seq, VARIANT, code, op, dtype, shape,
                            root, nbytes)
-        flag, header, payload = engine.lanes.mailbox(group, count)
+        flag, header, payload = engine.shared.own.mailbox(group, count)
         if nbytes:
             payload[:nbytes] = mine.view(np.uint8)
         header[:len(head)] = np.frombuffer(head, dtype=np.uint8)
@@ -134,7 +134,7 @@ class _Exchange:
             if k == self.me:
                 parts.append(own)
                 continue
-            flag, header, payload = engine.peer_lanes(rank).mailbox(group, count)
+            flag, header, payload = engine.shared.lanes[rank].mailbox(group, count)
             self._wait(flag, count + 1, rank)
             theirs = self._check(rank, wire.decode(header[:flag[1]].tobytes()))
             parts.append(payload[:theirs.nbytes].view(dtype))
@@ -202,7 +202,7 @@ class _Exchange:
         engine, group = self.engine, self.run.group.id
         index = want - 1
         return [r for r in self.run.ranks if r != engine.rank
-                and engine.peer_lanes(r).mailbox(group, index)[0][0] != want]
+                and engine.shared.lanes[r].mailbox(group, index)[0][0] != want]
 
     def _fail(self, error, notify):
         """The group is unusable now: the engine fails what else waits on it (and, if

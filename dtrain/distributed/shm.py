@@ -12,6 +12,7 @@ An algorithm copies a chunk of its buffer into a slot of its own lane, says so w
 message, and reads its peers' slots in place (see collectives.py). That is one copy per byte
 instead of two socket copies, the kernel's TCP work and a freshly allocated receive buffer.
 """
+import collections
 import mmap
 import os
 
@@ -64,6 +65,61 @@ def open_peers(cards, me):
                     "Set DTRAIN_SHM=0 on every rank to send everything over the network.") \
                     from None
     return peers
+
+
+class SharedHost:
+    """This rank's view of the shared memory on its host: its lanes and its peers', which
+    groups can use them, and which of a group's calls holds the group's lane."""
+
+    def __init__(self, rank, own):
+        self.rank, self.own = rank, own  # own: this rank's Lanes, or None
+        self.lanes = {}  # global rank -> Lanes, for this rank and the peers on its host
+        self.mailbox_count = collections.Counter()  # group -> its calls through mailboxes
+        self._users = {}  # group -> [(run, chunks)]: the lane's holder first, then who waits
+        self._next = collections.Counter()  # group -> chunks its lane has carried
+
+    def add_peers(self, peers):
+        """Take the mapped lanes of the peers on this host (open_peers)."""
+        if peers:
+            self.lanes.update(peers)
+            self.lanes[self.rank] = self.own
+
+    def covers(self, group):
+        """Whether every member of ``group`` can read this rank's lane for it, and it theirs."""
+        return group.id < LANES and all(r in self.lanes for r in group.ranks)
+
+    def slot(self, group, rank, index, dtype, count):
+        return self.lanes[rank].slot(group, index, dtype, count)
+
+    def take(self, run, chunks):
+        """Give ``run`` its group's lane for ``chunks`` chunks, or queue it behind the run that
+        holds it (a group's runs take the lane in the order of their calls, the same on every
+        rank). Returns the lane's chunk count at the start, or None if queued."""
+        users = self._users.setdefault(run.group.id, [])
+        users.append((run, chunks))
+        return self._start(run.group.id) if len(users) == 1 else None
+
+    def release(self, run):
+        """``run`` is done with the lane (or never got it); returns the run to give the lane
+        to next and its chunk count at the start, or None."""
+        users = self._users.get(run.group.id)
+        if not users or all(r is not run for r, _ in users):
+            return None
+        holder = users[0][0] is run
+        users[:] = [u for u in users if u[0] is not run]
+        if holder and users:
+            return users[0][0], self._start(run.group.id)
+        return None
+
+    def _start(self, group):
+        _, chunks = self._users[group][0]
+        first = self._next[group]
+        self._next[group] += chunks
+        return first
+
+    def close(self):
+        for lanes in {id(v): v for v in [*self.lanes.values(), self.own] if v}.values():
+            lanes.close()
 
 
 class Lanes:

@@ -44,7 +44,6 @@ class Engine:
         self._startup_error = None
         self._stopping = False
         self._submitted = {}  # group -> Works of its collectives given to the engine thread
-        self.mailbox_count = collections.Counter()  # group -> its calls through mailboxes
         self.address = None
         self.card = None  # what peers need to reach this rank: address, host, shared memory
         self._thread = threading.Thread(target=self._run, name=f"dtrain-engine-{rank}",
@@ -168,13 +167,10 @@ class Engine:
         port = self._router.bind_to_random_port(f"tcp://{self._host}")
         self.address = f"tcp://{self._host}:{port}"
         host = shm.host_key() if shm.enabled() else None
-        self.lanes = shm.Lanes.create() if host else None
+        self.shared = shm.SharedHost(self.rank, shm.Lanes.create() if host else None)
         self.card = {"address": self.address, "host": host,
-                     "lanes": self.lanes.path if self.lanes else None}
+                     "lanes": self.shared.own.path if self.shared.own else None}
         self._peers = {}
-        self._lanes = {}       # global rank -> Lanes, for the peers that share this host
-        self._lane_users = {}  # group -> runs holding (first) and awaiting its lane
-        self._lane_next = collections.Counter()  # group -> chunks its lane has carried
         self._p2p_mail = collections.defaultdict(collections.deque)   # (group, tag) -> messages
         self._p2p_waiting = collections.defaultdict(list)             # (group, tag) -> recvs
         self._coll_mail = collections.defaultdict(collections.deque)  # (group, seq, src) -> msgs
@@ -201,16 +197,13 @@ class Engine:
         self._router.close(linger=0)
         if self._zap is not None:
             self._zap.close()
-        for lanes in self._lanes.values():
-            lanes.close()
+        self.shared.close()
         self._ctx.term()
 
     def connect(self, addresses, lanes=None):
         """Connect to every peer's data socket. ``addresses``: global rank -> address;
         ``lanes``: global rank -> the mapped lanes of the peers on this host."""
-        if lanes:
-            self._lanes.update(lanes)
-            self._lanes[self.rank] = self.lanes
+        self.shared.add_peers(lanes)
         for rank, address in addresses.items():
             if rank == self.rank or rank in self._peers:
                 continue
@@ -387,43 +380,11 @@ class Engine:
             return item
         return None
 
-    # --- shared-memory lanes (shm.py) ------------------------------------------------------------
-    def shares_memory(self, group):
-        """Whether every member of ``group`` can read this rank's lane for it, and it theirs."""
-        return group.id < shm.LANES and all(r in self._lanes for r in group.ranks)
-
-    def lane_slot(self, group, rank, index, dtype, count):
-        return self._lanes[rank].slot(group, index, dtype, count)
-
-    def peer_lanes(self, rank):
-        return self._lanes[rank]
-
-    def take_lane(self, run, chunks):
-        """Give ``run`` its group's lane for ``chunks`` chunks, or queue it behind the run that
-        holds it (runs of a group take the lane in the order of their calls, the same on every
-        rank). Returns the lane's chunk count at the start, or None if queued."""
-        users = self._lane_users.setdefault(run.group.id, [])
-        users.append((run, chunks))
-        return self._lane_start(run.group.id) if len(users) == 1 else None
-
-    def _lane_start(self, group):
-        run, chunks = self._lane_users[group][0]
-        first = self._lane_next[group]
-        self._lane_next[group] += chunks
-        return first
-
-    def _release_lane(self, run):
-        users = self._lane_users.get(run.group.id)
-        if not users or all(r is not run for r, _ in users):
-            return
-        holder = users[0][0] is run
-        users[:] = [u for u in users if u[0] is not run]
-        if holder and users and run.group.id not in self._broken:
-            users[0][0].lane_granted(self._lane_start(run.group.id))
-
     def collective_done(self, run):
         key = (run.group.id, run.seq)
-        self._release_lane(run)
+        granted = self.shared.release(run)
+        if granted is not None and run.group.id not in self._broken:
+            granted[0].lane_granted(granted[1])
         self._runs.pop(key, None)
         self._pending.pop(id(run.work), None)
         self._remember(key, run.signature)
