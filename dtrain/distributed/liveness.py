@@ -1,12 +1,11 @@
 """Noticing that a peer is gone, or slow.
 
-ZeroMQ reports when the connection to a peer's data socket closes, and closes it itself when
-the peer answers none of its heartbeats for DTRAIN_PEER_TIMEOUT seconds (10 by default): a
-peer that hangs, is stopped, or whose network is cut. A peer that leaves with
+ZeroMQ reports when the connection to a peer's data socket closes. A peer that leaves with
 destroy_process_group says goodbye first (a BYE message, the last on its connection); a peer
-whose connection closes without one has exited, crashed, been killed or stopped answering.
-Either way, what waits for it fails at once with DistPeerError naming it, instead of waiting
-out the timeout.
+whose connection closes without one has exited, crashed or been killed. Every engine also
+sends each peer a PING when it has sent it nothing for a second, so a peer heard from for
+DTRAIN_PEER_TIMEOUT seconds (10 by default) hangs, is stopped, or is cut off. Either way, what
+waits for it fails with DistPeerError naming it, instead of waiting out the timeout.
 
 A collective that waits longer than DTRAIN_STALL_SECONDS (60 by default) for some ranks logs
 a warning naming them, once, and goes on waiting until its deadline.
@@ -35,13 +34,7 @@ def stall_seconds():
     return _seconds("DTRAIN_STALL_SECONDS", 60.0)
 
 
-def keep_alive(sock):
-    """Give ``sock``'s connections heartbeats: one that hears nothing back for
-    DTRAIN_PEER_TIMEOUT seconds is closed, which ``PeerWatch`` reports."""
-    timeout = _seconds("DTRAIN_PEER_TIMEOUT", 10.0)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(min(1.0, timeout / 4) * 1000)))
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(timeout * 1000)))
-    sock.setsockopt(zmq.HEARTBEAT_TTL, max(100, int(timeout * 1000)))
+PING_EVERY = 1.0  # s: a peer sent nothing for this long gets a PING
 
 
 def report_stall(rank, what, missing, waited):
@@ -60,12 +53,16 @@ class PeerWatch:
         self.left = set()    # said goodbye
         self.lost = {}       # rank -> when to act on its loss
         self.gone = {}       # rank -> why it is gone (a sentence)
+        self.heard = {}      # rank -> when a message from it last arrived
+        self.spoke = {}      # rank -> when this rank last sent it something
+        self.timeout = _seconds("DTRAIN_PEER_TIMEOUT", 10.0)
 
     def watch(self, rank, sock):
         """Start watching the connection ``sock`` has to ``rank``; returns the monitor socket
         to poll."""
         mon = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.monitors[mon] = rank
+        self.heard[rank] = self.spoke[rank] = time.monotonic()
         return mon
 
     def read(self, mon):
@@ -88,16 +85,29 @@ class PeerWatch:
         self.gone[rank] = (f"rank {rank} has left the process group "
                            "(destroy_process_group)")
 
-    def due(self):
-        """Ranks whose loss is now certain; each is reported once."""
+    def due(self, force=False):
+        """Ranks whose loss is now certain (with ``force``, every lost one, grace or not);
+        each is reported once."""
         now = time.monotonic()
-        ready = [r for r, when in self.lost.items() if when <= now]
+        ready = [r for r, when in self.lost.items() if when <= now or force]
         for r in ready:
             del self.lost[r]
-            self.gone[r] = (f"rank {r} is gone: its connection closed, or it answered nothing "
-                            "for DTRAIN_PEER_TIMEOUT s, without it leaving the process group (it "
-                            "exited, crashed, was killed, hangs, or its network is cut)")
+            self.gone[r] = (f"rank {r} is gone: its connection closed without it leaving the "
+                            "process group (it exited, crashed or was killed)")
+        for r, when in self.heard.items():
+            if now - when > self.timeout and r not in self.gone and r not in self.left:
+                self.lost.pop(r, None)
+                self.gone[r] = (f"rank {r} is gone: nothing came from it for {self.timeout:g} s "
+                                "(DTRAIN_PEER_TIMEOUT): it hangs, is stopped, or its network is "
+                                "cut")
+                ready.append(r)
         return ready
+
+    def to_ping(self):
+        """The peers this rank has sent nothing for PING_EVERY s, and that may still hear."""
+        now = time.monotonic()
+        return [r for r, when in self.spoke.items()
+                if now - when >= PING_EVERY and r not in self.gone and r not in self.left]
 
     def next_time(self):
         return min(self.lost.values()) if self.lost else None

@@ -6,9 +6,8 @@ deadlines.
 Each rank binds one ROUTER socket and connects one DEALER to every peer's ROUTER, with its rank
 as identity, so the ROUTER knows who sent each message and the messages between two ranks
 arrive in the order sent. Incoming messages wait in mailboxes keyed by (group, tag) for
-point-to-point (searched in arrival order for the wanted source) and (group, sequence number,
-source) for collectives, so an early message from one rank never confuses an operation waiting
-for another.
+point-to-point (p2p.py) and (group, sequence number, source) for collectives, so an early
+message from one rank never confuses an operation waiting for another.
 """
 import collections
 import os
@@ -21,13 +20,15 @@ import zmq
 from . import auth, fastpath, shm, wire
 from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
-from .liveness import GRACE, PeerWatch, keep_alive, report_stall, stall_seconds
+from .liveness import GRACE, PeerWatch, report_stall, stall_seconds
+from .p2p import Receives
 
 ZERO_COPY_MIN = 64 * 1024  # smaller payloads are copied: cheaper than tracking them
 _POLL_MAX_MS = 1000
 _ABORT_KINDS = (DistMismatchError, DistTimeoutError, DistPeerError)  # codes in an ABORT's op
 _FINISHED_KEPT = 4096
 _EMPTY = np.zeros(0, dtype=np.uint8)
+_PING = wire.encode(wire.PING, 0, 0, 0, 0, 0, None, (), -1, 0)
 
 
 class Engine:
@@ -145,6 +146,8 @@ class Engine:
             self._receive_all()
         for rank in self._watch.due():
             self._peer_gone(rank)
+        for rank in self._watch.to_ping():
+            self.send(rank, _PING, _EMPTY)
         if self._runs:
             self._send_probes()
             self._report_stalls()
@@ -155,7 +158,6 @@ class Engine:
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.RCVHWM, 0)
         self._router.setsockopt(zmq.LINGER, 0)
-        keep_alive(self._router)
         self._stall = stall_seconds()
         self._zap = None
         if self._token:  # connections prove the job token before any message is read
@@ -171,13 +173,12 @@ class Engine:
         self.card = {"address": self.address, "host": host,
                      "lanes": self.shared.own.path if self.shared.own else None}
         self._peers = {}
-        self._p2p_mail = collections.defaultdict(collections.deque)   # (group, tag) -> messages
-        self._p2p_waiting = collections.defaultdict(list)             # (group, tag) -> recvs
         self._coll_mail = collections.defaultdict(collections.deque)  # (group, seq, src) -> msgs
         self._runs = {}        # (group, seq) -> running collective
         self._finished = {}    # (group, seq) -> signature of a recently finished collective
         self._probes = {}      # (group, seq) -> probes that came before this rank's call
         self._pending = {}     # id(work) -> (work, on_timeout)
+        self._receives = Receives(self.rank, self._pending)
         self._broken = {}      # group -> error that made it unusable
         self._watch = PeerWatch()
         self._stopped = False
@@ -192,8 +193,9 @@ class Engine:
         self._fail_all(DistBackendError("the process group was destroyed while this "
                                         "operation was in flight"))
         self._watch.close(self._peers.values())
-        for sock in self._peers.values():
-            sock.close(linger=3000)  # let queued messages reach their peers
+        for rank, sock in self._peers.items():
+            # let queued messages reach the peers that can still take them
+            sock.close(linger=0 if rank in self._watch.gone else 3000)
         self._router.close(linger=0)
         if self._zap is not None:
             self._zap.close()
@@ -211,7 +213,6 @@ class Engine:
             sock.setsockopt(zmq.IDENTITY, b"%d" % self.rank)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
-            keep_alive(sock)
             if self._token:
                 host = address.rsplit(":", 1)[0].split("//", 1)[1]
                 auth.Guard(self._token, auth.crosses_hosts(host)).connect_as_client(sock)
@@ -222,6 +223,7 @@ class Engine:
     def send(self, dst, header, payload):
         """Send one message; returns a ZeroMQ tracker when the payload went without a copy."""
         sock = self._peers[dst]
+        self._watch.spoke[dst] = time.monotonic()
         buf = memoryview(payload).cast("B") if payload.nbytes else b""
         if payload.nbytes >= ZERO_COPY_MIN:
             return sock.send_multipart([header, buf], copy=False, track=True)
@@ -229,6 +231,8 @@ class Engine:
         return None
 
     def _receive_all(self):
+        heard = self._watch.heard
+        now = time.monotonic()
         while True:
             try:
                 ident, head, payload = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -241,8 +245,10 @@ class Engine:
                 header = wire.decode(head.bytes, len(payload))
             except ValueError:
                 continue  # not a dtrain message; ignore it
+            if src in heard:
+                heard[src] = now
             if header.kind == wire.P2P:
-                self._deliver_p2p(src, header, payload)
+                self._receives.deliver(src, header, payload)
             elif header.kind == wire.COLLECTIVE:
                 key = (header.group, header.seq)
                 run = self._runs.get(key)
@@ -259,6 +265,10 @@ class Engine:
                 else:
                     self._compare(key, src, header)
             elif header.kind == wire.BYE:
+                # a peer that lost another may leave at once: name the lost one first, as the
+                # cause, not this one's leaving
+                for rank in self._watch.due(force=True):
+                    self._peer_gone(rank)
                 self._watch.said_goodbye(src)
                 self._peer_gone(src)
             elif header.kind == wire.ABORT:
@@ -280,46 +290,7 @@ class Engine:
     def post_recv(self, src, group, tag, array, work):
         if self._refuse(group, work, () if src is None else (src,)):
             return
-        mail = self._p2p_mail[(group, tag)]
-        for i, (sender, header, payload) in enumerate(mail):
-            if src is None or sender == src:
-                del mail[i]
-                self._complete_recv(work, array, sender, header, payload)
-                return
-        self._p2p_waiting[(group, tag)].append((src, array, work))
-        self._pending[id(work)] = (work, lambda: self._p2p_timeout(group, tag, src, work))
-
-    def _deliver_p2p(self, sender, header, payload):
-        key = (header.group, header.tag)
-        waiting = self._p2p_waiting[key]
-        for i, (src, array, work) in enumerate(waiting):
-            if src is None or src == sender:
-                del waiting[i]
-                self._pending.pop(id(work), None)
-                self._complete_recv(work, array, sender, header, payload)
-                return
-        self._p2p_mail[key].append((sender, header, payload))
-
-    def _complete_recv(self, work, array, sender, header, payload):
-        if header.dtype != array.dtype or header.shape != array.shape:
-            work._finish(DistMismatchError(
-                f"recv on rank {self.rank}: rank {sender} sent a tensor of shape "
-                f"{list(header.shape)} and dtype {header.dtype}, but the receive buffer has "
-                f"shape {list(array.shape)} and dtype {array.dtype}. Allocate the buffer with "
-                "the sender's shape and dtype."), source=sender)
-            return
-        if array.nbytes:
-            np.copyto(array, wire.as_array(payload.buffer, array.dtype, array.shape))
-        work._finish(source=sender)
-
-    def _p2p_timeout(self, group, tag, src, work):
-        waiting = self._p2p_waiting[(group, tag)]
-        waiting[:] = [w for w in waiting if w[2] is not work]
-        who = f"rank {src}" if src is not None else "any rank"
-        work._finish(DistTimeoutError(
-            f"{work.description} on rank {self.rank} timed out waiting for a message from "
-            f"{who} with tag {tag} (group {group}). Check that the sender calls send with the "
-            "same tag and group."))
+        self._receives.post(src, group, tag, array, work)
 
     # --- collectives ----------------------------------------------------------------------------
     def start_collective(self, run):
@@ -422,12 +393,7 @@ class Engine:
         for key, run in list(self._runs.items()):
             if key[0] == group:
                 run.fail(error)
-        for key, waiting in self._p2p_waiting.items():
-            if key[0] == group:
-                for _, _, work in waiting:
-                    self._pending.pop(id(work), None)
-                    work._finish(error)
-                waiting.clear()
+        self._receives.fail(lambda work: error, group=group)
 
     def _refuse(self, group, work, ranks=()):
         """Fail ``work`` at once if its group is broken or a rank it needs is gone."""
@@ -450,12 +416,8 @@ class Engine:
                 self.break_group(key[0], DistPeerError(
                     f"{run.name} on rank {self.rank} (group {key[0]}, op #{key[1]}) cannot "
                     f"complete: {why}."), notify=False)
-        for (group, tag), waiting in self._p2p_waiting.items():
-            for entry in [w for w in waiting if w[0] == rank]:
-                waiting.remove(entry)
-                self._pending.pop(id(entry[2]), None)
-                entry[2]._finish(DistPeerError(f"{entry[2].description} on rank {self.rank} "
-                                               f"cannot complete: {why}."))
+        self._receives.fail(lambda work: DistPeerError(
+            f"{work.description} on rank {self.rank} cannot complete: {why}."), src=rank)
 
     # --- deadlines ------------------------------------------------------------------------------
     def _poll_timeout_ms(self):

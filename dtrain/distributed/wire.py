@@ -20,10 +20,11 @@ MAGIC = b"DT"
 VERSION = 1
 
 # message kinds: PROBE asks a silent peer which call it made at a collective's sequence number;
-# BYE is the last message of a rank that leaves the process group
-P2P, COLLECTIVE, ABORT, PROBE, BYE = 1, 2, 3, 4, 5
-KINDS = (P2P, COLLECTIVE, ABORT, PROBE, BYE)
-_KIND_NAMES = {P2P: "P2P", COLLECTIVE: "COLLECTIVE", ABORT: "ABORT", PROBE: "PROBE", BYE: "BYE"}
+# BYE is the last message of a rank that leaves the process group; PING says "still here"
+P2P, COLLECTIVE, ABORT, PROBE, BYE, PING = 1, 2, 3, 4, 5, 6
+KINDS = (P2P, COLLECTIVE, ABORT, PROBE, BYE, PING)
+_KIND_NAMES = {P2P: "P2P", COLLECTIVE: "COLLECTIVE", ABORT: "ABORT", PROBE: "PROBE", BYE: "BYE",
+               PING: "PING"}
 
 # what a header may declare: no more dims than numpy allows, no tensor over 256 TiB
 MAX_NDIM = 64
