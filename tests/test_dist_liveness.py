@@ -1,6 +1,6 @@
 """Slow and hung peers (dtrain/distributed/liveness.py): a collective that waits long names the
 ranks it waits for (DTRAIN_STALL_SECONDS), and a peer that stops answering, though alive, is
-declared gone after DTRAIN_PEER_TIMEOUT (ZeroMQ heartbeats)."""
+declared gone after DTRAIN_PEER_TIMEOUT (the engines' PINGs)."""
 import logging
 import os
 import signal
