@@ -12,14 +12,15 @@ only once everyone has read it: mailbox f % 2 holds the group's f-th small call,
 writes call f+2 only after every peer has published call f+1, which each does after it has
 finished reading call f.
 
-Waiting spins briefly, then yields the CPU, then sleeps with growing pauses (so a late peer
-costs little CPU), checking the deadline, the group and the peers' liveness as it goes. A call
+Waiting spins briefly (when every rank has a core), then sleeps on a futex on the peer's flag,
+which the peer wakes when it publishes, checking the deadline, the group and the peers'
+liveness every 50 ms. A call
 that waits long tells the engine what it is, so that a peer that made another call (and so went
 through its engine, probing this rank) gets DistMismatchError instead of a hang.
 
 Whether a call goes this way depends only on the call (its kind and size) and its group, so
 every rank decides alike. Calls of the group still running on the engine finish first, so a
-group's calls keep their order. x86 only: its memory order makes a flag stored after the data
+group's calls keep their order. x86-64 only: its memory order makes a flag stored after the data
 visible after the data.
 """
 import math
@@ -33,14 +34,13 @@ from . import collectives, wire
 from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistError, DistMismatchError, DistPeerError, DistTimeoutError
 from .liveness import report_stall, stall_seconds
-from .shm import MAILBOX_BYTES
+from .shm import MAILBOX_BYTES, wait_word, wake_word
 
 VARIANT = 2  # the tag of a call made this way (collective_run.py's variants are 0 and 1)
-_SPINS = 2000        # flag checks before yielding the CPU (some 100 us)
+_SPINS = 2000        # flag checks before sleeping (some 100 us)
 _CPUS = len(os.sched_getaffinity(0))
-_YIELD_FOR = 0.002   # s of sched_yield before sleeping
-_SLEEP_MAX = 0.001   # s: the longest pause between checks while sleeping
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_CHECK_EVERY = 0.05  # s: how often a sleeping wait checks deadline, group and peers
+_X86 = platform.machine() == "x86_64"
 
 
 def _all_reduce(ex, buf, op):
@@ -128,6 +128,7 @@ class _Exchange:
         header[:len(head)] = np.frombuffer(head, dtype=np.uint8)
         flag[1] = len(head)
         flag[0] = count + 1  # last: this publishes the call
+        wake_word(flag)
         own = payload[:nbytes].view(dtype)  # not ``mine``: it may be the output too
         parts = []
         for k, rank in enumerate(run.ranks):
@@ -162,7 +163,6 @@ class _Exchange:
                 return
         engine, run = self.engine, self.run
         start = time.monotonic()
-        pause = 0.00005
         noted = False
         stall = start + stall_seconds()
         while flag[0] != want:
@@ -191,11 +191,9 @@ class _Exchange:
                     f"part of this op (group {run.group.id}, op #{run.seq}). Check that every "
                     "rank calls the same collectives in the same order, and that no rank is "
                     "stuck."), notify=True)
-            if now - start < _YIELD_FOR:
-                os.sched_yield()
-            else:
-                time.sleep(pause)
-                pause = min(pause * 2, _SLEEP_MAX)
+            seen = int(flag[0])
+            if seen != want:
+                wait_word(flag, seen, _CHECK_EVERY)
 
     def _missing(self, want):
         """The ranks that have not published the call that publishes ``want``."""

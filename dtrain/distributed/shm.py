@@ -13,6 +13,7 @@ message, and reads its peers' slots in place (see collectives.py). That is one c
 instead of two socket copies, the kernel's TCP work and a freshly allocated receive buffer.
 """
 import collections
+import ctypes
 import mmap
 import os
 
@@ -27,6 +28,30 @@ _BOX_HEAD = 4096          # a mailbox's flag, header length and header (fastpath
 _BOX = _BOX_HEAD + MAILBOX_BYTES
 _LANE = SLOTS * SLOT_BYTES + 2 * _BOX
 LANES = 64
+
+
+_FUTEX = 202  # the futex syscall on x86_64 Linux, where fastpath.py runs
+_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+_libc = ctypes.CDLL(None, use_errno=True)  # its calls release the GIL
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def wait_word(flag, value, timeout):
+    """Sleep until the int64 ``flag`` (a one-element array in shared memory) no longer holds
+    ``value``, someone calls ``wake_word`` on it, or ``timeout`` s pass (a futex on its low
+    32 bits)."""
+    ts = _Timespec(int(timeout), int(timeout % 1 * 1e9))
+    _libc.syscall(_FUTEX, ctypes.c_void_p(flag.ctypes.data), _FUTEX_WAIT,
+                  ctypes.c_uint32(value & 0xFFFFFFFF), ctypes.byref(ts), None, 0)
+
+
+def wake_word(flag):
+    """Wake every process sleeping in ``wait_word`` on ``flag``."""
+    _libc.syscall(_FUTEX, ctypes.c_void_p(flag.ctypes.data), _FUTEX_WAKE,
+                  ctypes.c_int(2**31 - 1), None, None, 0)
 
 
 def enabled():
