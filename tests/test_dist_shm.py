@@ -27,7 +27,7 @@ def sharing(rank, world, off_on=None):
     pg = dist.group.WORLD
     pair = dist.new_group([0, 1])
     shared = [pg.engine.shared.covers(pg), pg.engine.shared.covers(pair) if rank < 2 else None]
-    buf = np.full(3 * MB // 4 + 5, rank + 1.0, np.float32)  # 3 MB: one slot
+    buf = np.full(3 * MB // 4 + 5, rank + 1.0, np.float32)  # 3 MB: two slots
     dist.all_reduce(buf)
     assert (buf == world * (world + 1) / 2).all()
     dist.destroy_process_group()
