@@ -1,8 +1,10 @@
 """The backward engine: one iterative pass over the graph in reverse topological order."""
 import heapq
+import time
 
 import numpy as np
 
+from .. import timeline
 from . import function as _function
 from .function import AccumulateGrad
 
@@ -60,6 +62,9 @@ def execute(roots, root_grads, keep_graph, capture=None):
     With ``capture`` (a dict node -> None), the gradients reaching those nodes are stored in it
     and no leaf ``.grad`` is written: that is ``autograd.grad``.
     """
+    rec = timeline.recorder
+    if rec is not None:
+        start = time.time_ns()
     _callbacks.append([])
     try:
         _propagate(roots, root_grads, keep_graph, capture)
@@ -67,6 +72,8 @@ def execute(roots, root_grads, keep_graph, capture=None):
         callbacks = _callbacks.pop()
     for fn in callbacks:
         fn()
+    if rec is not None:
+        rec.add("backward" if capture is None else "autograd.grad", timeline.COMPUTE, start)
 
 
 def _propagate(roots, root_grads, keep_graph, capture):

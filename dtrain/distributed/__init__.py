@@ -12,6 +12,7 @@ holds the algorithms, transport.py the engine thread that owns the sockets.
 import numpy as np
 
 from . import collectives
+from .debug import DebugLevel, get_debug_level, set_debug_level, set_debug_level_from_env
 from .errors import (DistBackendError, DistError, DistMismatchError, DistPeerError,
                      DistStoreError, DistStoreTimeoutError, DistTimeoutError)
 from .process_group import ProcessGroup, ReduceOp, flat
@@ -22,14 +23,16 @@ from .store import Store, TCPStore
 from .work import CompletedWork, Work
 
 __all__ = [
-    "Backend", "DistBackendError", "DistError", "DistMismatchError", "DistPeerError",
-    "DistStoreError", "DistStoreTimeoutError", "DistTimeoutError", "GroupMember", "P2POp", "ProcessGroup", "ReduceOp",
-    "Store", "TCPStore", "Work", "all_gather", "all_gather_into_tensor", "all_reduce",
-    "all_to_all", "all_to_all_single", "barrier", "batch_isend_irecv", "broadcast",
-    "destroy_process_group", "gather", "get_backend", "get_global_rank", "get_group_rank",
+    "Backend", "DebugLevel", "DistBackendError", "DistError", "DistMismatchError",
+    "DistPeerError", "DistStoreError", "DistStoreTimeoutError", "DistTimeoutError",
+    "GroupMember", "P2POp", "ProcessGroup", "ReduceOp", "Store", "TCPStore", "Work",
+    "all_gather", "all_gather_into_tensor", "all_reduce", "all_to_all", "all_to_all_single",
+    "barrier", "batch_isend_irecv", "broadcast", "destroy_process_group", "gather",
+    "get_backend", "get_debug_level", "get_global_rank", "get_group_rank",
     "get_process_group_ranks", "get_rank", "get_world_size", "group", "init_process_group",
-    "irecv", "is_available", "is_initialized", "isend", "monitored_barrier", "new_group", "recv",
-    "reduce", "reduce_scatter", "reduce_scatter_tensor", "scatter", "send",
+    "irecv", "is_available", "is_initialized", "isend", "monitored_barrier", "new_group",
+    "recv", "reduce", "reduce_scatter", "reduce_scatter_tensor", "scatter", "send",
+    "set_debug_level", "set_debug_level_from_env",
 ]
 
 

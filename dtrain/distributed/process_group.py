@@ -1,9 +1,12 @@
 """Process groups: who takes part, their ranks, sequence numbers, and how calls become Work."""
+import math
 import time
 
 import numpy as np
 
+from .. import timeline
 from ..tensor import Tensor
+from . import debug
 from .collective_run import NO_OP, OP_NAMES, CollectiveRun
 from .wire import DTYPE_CODE
 from .work import Work
@@ -37,6 +40,9 @@ class ReduceOp:
         return hash(self.op)
 
 
+_INTERNAL = 0xFFFFFF00  # group ids from here on: init's and destroy's own meetings, not logged
+
+
 def _op_code(op):
     if isinstance(op, ReduceOp):
         return int(op.op)
@@ -62,6 +68,13 @@ class ProcessGroup:
         self.timeout = timeout
         self.name = name or str(gid)
         self.seq = 0
+        if gid == 0 and timeline.recorder is not None:
+            timeline.recorder.rank = my_global_rank
+        if debug.get_debug_level() is not debug.DebugLevel.OFF and gid < _INTERNAL:
+            what = "init_process_group: joined" if gid == 0 else f"new_group {gid}:"
+            debug.log(my_global_rank, f"{what} as rank {self.me} of {len(self.ranks)} (group "
+                                      f"{gid} {self.name!r}, ranks {_span(self.ranks)}, timeout "
+                                      f"{timeout:g} s)")
 
     def size(self):
         """The number of ranks in the group, as torch's ProcessGroup.size()."""
@@ -89,6 +102,10 @@ class ProcessGroup:
         if after is not None:
             work._after.append(after)
         run = CollectiveRun(self, self.seq, name, op, dtype, shape, root, work, algorithm, args)
+        if (debug.detail or timeline.recorder is not None) and self.id < _INTERNAL:
+            nbytes = sum(a.nbytes for a in args[1]) if name == "all_to_all" else \
+                math.prod(shape) * dtype.itemsize  # all_to_all's shape is ()
+            work._watch = debug.OpWatch(self, name, dtype, shape, nbytes, seq=self.seq, run=run)
         if len(self.ranks) == 1:
             _run_alone(run)
         else:
@@ -97,17 +114,30 @@ class ProcessGroup:
 
     def send(self, array, dst, tag):
         work = self._work(f"send to rank {dst} with tag {tag} (group {self.id})")
+        if debug.detail or timeline.recorder is not None:
+            work._watch = debug.OpWatch(self, "send", array.dtype, array.shape, array.nbytes,
+                                        peer=dst, tag=tag)
         self.engine.call(self.engine.post_send, dst, self.id, tag, array, work)
         return work
 
     def recv(self, array, src, tag):
         who = "any rank" if src is None else f"rank {src}"
         work = self._work(f"recv from {who} with tag {tag} (group {self.id})")
+        if debug.detail or timeline.recorder is not None:
+            work._watch = debug.OpWatch(self, "recv", array.dtype, array.shape, array.nbytes,
+                                        peer=src, tag=tag)
         self.engine.call(self.engine.post_recv, src, self.id, tag, array, work)
         return work
 
     def __repr__(self):
         return f"<ProcessGroup {self.id} ranks={self.ranks}>"
+
+
+def _span(ranks):
+    """Ranks as "0-3" when consecutive, else the list."""
+    if len(ranks) > 2 and ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"{ranks[0]}-{ranks[-1]}"
+    return str(ranks)
 
 
 def _run_alone(run):

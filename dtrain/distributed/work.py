@@ -21,6 +21,8 @@ class Work:
     True
     """
 
+    _watch = None  # a debug.OpWatch while the DETAIL log or the timeline is on
+
     def __init__(self, description, deadline):
         self.description = description
         self.deadline = deadline  # time.monotonic() by which the engine fails it
@@ -35,6 +37,8 @@ class Work:
     def _finish(self, error=None, source=None):
         if self._done.is_set():
             return
+        if self._watch is not None:
+            self._watch.done(error, source)  # before the waiter wakes: the span ends first
         self._error, self._source = error, source
         self._done.set()
 

@@ -4,6 +4,7 @@ The algorithms (sgd.py, adam.py, ...) implement ``_update(p, group)``, one param
 torch's single-tensor (``foreach=False``) loop, on the numpy arrays in place; the loop over
 groups and parameters, the closure and grad mode live here.
 """
+import time
 import warnings
 from collections import defaultdict
 from copy import deepcopy
@@ -11,7 +12,7 @@ from itertools import chain
 
 import numpy as np
 
-from .. import _dtypes
+from .. import _dtypes, timeline
 from ..autograd.grad_mode import enable_grad, no_grad
 from ..tensor import Tensor
 
@@ -116,6 +117,9 @@ class Optimizer:
 
         >>> loss.backward(); opt.step(); opt.zero_grad()
         """
+        rec = timeline.recorder
+        if rec is not None:
+            start = time.time_ns()
         loss = None
         if closure is not None:
             with enable_grad():
@@ -126,6 +130,9 @@ class Optimizer:
                     if p.grad is not None:
                         self._update(p, group)
                         p._bump()
+        if rec is not None:
+            rec.add("optimizer.step", timeline.COMPUTE, start,
+                    args={"optimizer": type(self).__name__})
         return loss
 
     def _update(self, p, group):

@@ -1,7 +1,7 @@
 """Module: the base of every layer and model; registers parameters, buffers and submodules."""
 import numpy as np
 
-from ... import _dtypes
+from ... import _dtypes, timeline
 from ...autograd.grad_mode import no_grad
 from ...tensor import RemovableHandle, Tensor, _HookList
 from ..parameter import Buffer, Parameter
@@ -58,6 +58,8 @@ class Module(StateDictMixin):
                                   '"forward" function')
 
     def __call__(self, *args, **kwargs):
+        if timeline.recorder is not None and not timeline.recorder.forwarding:
+            return timeline.recorder.forward(self, args, kwargs)  # calls us back, as "forward"
         for hook in list(self._forward_pre_hooks):
             if hook.with_kwargs:
                 result = hook.fn(self, args, kwargs)

@@ -6,13 +6,16 @@ marks each parameter ready; a full bucket is copied into one flat buffer and all
 asynchronously while backward goes on. A callback at the end of backward waits for every bucket
 and writes the averaged gradients back, so ``optimizer.step()`` right after sees them.
 """
+import logging
 import time
 from contextlib import contextmanager
 
 import numpy as np
 
 from ... import distributed as dist
+from ... import timeline
 from ...autograd import engine
+from ...distributed import debug
 from ...autograd.grad_mode import no_grad
 from ..modules.module import Module
 
@@ -32,6 +35,7 @@ class _Bucket:
         self.work = None
         self.full = False
         self.globally_used = None  # with find_unused_parameters: which params some rank used
+        self.ready_ns = None  # when it was launched, while the DETAIL log or the timeline is on
 
     def view(self, i):
         return self.buffer[self.offsets[i]:self.offsets[i + 1]].reshape(self.params[i]._data.shape)
@@ -80,6 +84,11 @@ class DistributedDataParallel(Module):
         self._sync_this_pass = True
         self._reset()
         self.comm_wait_seconds = 0.0  # time spent blocked on communication, cumulative
+        if debug.get_debug_level() is not debug.DebugLevel.OFF:
+            sizes = [b.buffer.nbytes for b in self._buckets]
+            debug.log(self._pg.ranks[self._pg.me],
+                      f"DistributedDataParallel: {_count(len(named), 'parameter')} in "
+                      f"{_count(len(sizes), 'bucket')} of {sizes} bytes, group {self._pg.id}")
 
     # --- construction -------------------------------------------------------------------------
     def _check_same_model(self, module):
@@ -175,6 +184,8 @@ class DistributedDataParallel(Module):
                 self._next_bucket += 1
 
     def _launch(self, bucket):
+        if debug.detail or timeline.recorder is not None:
+            bucket.ready_ns = time.time_ns()
         for i, p in enumerate(bucket.params):
             view = bucket.view(i)
             if p._grad is None:
@@ -193,11 +204,38 @@ class DistributedDataParallel(Module):
             for bucket in self._buckets:
                 if bucket.work is not None:
                     bucket.work.wait()
-            self.comm_wait_seconds += time.perf_counter() - start
+            waited = time.perf_counter() - start
+            self.comm_wait_seconds += waited
+            if debug.detail or timeline.recorder is not None:
+                self._report_buckets(waited)
             for bucket in self._buckets:
                 self._write_back(bucket)
         finally:
             self._reset()
+
+    def _report_buckets(self, waited):
+        """Each bucket, from launch to its all_reduce's end, on the timeline and in the DETAIL
+        log; and how long the end of backward waited for them."""
+        rank = self._pg.ranks[self._pg.me]
+        for i, bucket in enumerate(self._buckets):
+            watch = bucket.work._watch if bucket.work is not None else None
+            if watch is None or bucket.ready_ns is None:
+                continue  # not launched this pass, or launched before the log was turned on
+            args = {"bucket": i, "params": len(bucket.params), "bytes": bucket.buffer.nbytes,
+                    "seq": watch.seq}
+            if timeline.recorder is not None:
+                timeline.recorder.add(f"DDP bucket {i}", timeline.COMM, bucket.ready_ns,
+                                      watch.end_ns, args)
+            if debug.detail:
+                debug.log(rank, f"DDP bucket {i} ({_count(len(bucket.params), 'param')}, "
+                                f"{bucket.buffer.nbytes} bytes): launched to reduced in "
+                                f"{(watch.end_ns - bucket.ready_ns) / 1e6:.3f} ms, all_reduce "
+                                f"#{watch.seq} {(watch.end_ns - watch.start_ns) / 1e6:.3f} ms",
+                          logging.DEBUG)
+        if debug.detail:
+            launched = sum(b.work is not None for b in self._buckets)
+            debug.log(rank, f"DDP backward: waited {waited * 1e3:.3f} ms for "
+                            f"{_count(launched, 'bucket')} at its end", logging.DEBUG)
 
     def _check_all_used(self):
         missing = [name for b in self._buckets for p, name in zip(b.params, b.names)
@@ -250,6 +288,10 @@ class DistributedDataParallel(Module):
 
     def extra_repr(self):
         return ""
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _tensor(array):
