@@ -21,12 +21,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dtrain import timeline
+
 from .output import Console, Output
 from .rendezvous import NODE_POLL, LaunchError, NodeNews, Rendezvous
 from .summary import WorkerEnd, failure_report
 
 BOOTSTRAP = str(Path(__file__).resolve().with_name("bootstrap.py"))
 POLL = 0.05  # seconds between looks at the workers
+MEET_POLL = 0.1  # seconds between looks at the store, until the workers' rendezvous is done
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -45,6 +48,7 @@ class Job:
     log_dir: Path = None
     tee: bool = False
     prefix: bool = True
+    trace_dir: Path = None  # --trace: the workers record a timeline there
 
     @property
     def world_size(self):
@@ -101,6 +105,7 @@ class Agent:
         self.signal = None  # the first SIGINT/SIGTERM/SIGHUP received
         self.hurry = False  # a second one: SIGKILL without waiting out the grace period
         self.tmp = None
+        self.started = None  # when the current attempt's workers started
 
     def run(self):
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _FORWARDED}
@@ -108,7 +113,12 @@ class Agent:
             self.tmp = Path(tempfile.mkdtemp(prefix="dtrain-run-"))
             self.rendezvous = Rendezvous(self.job, self.token)
             env = self._environment()
-            return self._attempts(env)
+            if self.job.trace_dir is not None:
+                timeline.clear(self.job.trace_dir)
+            code = self._attempts(env)
+            if self.job.trace_dir is not None:
+                self._merge_trace()
+            return code
         except LaunchError as e:
             self.console.say(f"error: {e}")
             return 1
@@ -178,13 +188,21 @@ class Agent:
             workers.append(Worker(rank, local_rank, proc, error_file,
                                   self.output.attach(proc, rank, attempt),
                                   self.output.log_file(attempt, rank, "stderr")))
+        self.started = time.monotonic()
+        where = "" if job.nnodes == 1 else \
+            f" on node {job.node_rank} (ranks {workers[0].rank}-{workers[-1].rank})"
+        self.console.say(f"started {len(workers)} worker{'s' * (len(workers) > 1)}{where} "
+                         f"(pids {', '.join(str(w.proc.pid) for w in workers)})")
         return workers
 
     def _watch(self, workers, attempt):
         """Wait for: every worker done ("done"), some failed (the list of them, the likely
         root cause first), another node's NodeNews, or a signal (None)."""
         next_look = time.monotonic() + NODE_POLL
+        next_meet = time.monotonic() + MEET_POLL
         while self.signal is None:
+            if next_meet is not None and time.monotonic() >= next_meet:
+                next_meet = None if self._met(attempt) else time.monotonic() + MEET_POLL
             codes = [worker.poll() for worker in workers]
             failed = [w for w in workers if w.code not in (None, 0)]
             if failed:
@@ -200,6 +218,28 @@ class Agent:
                 next_look = time.monotonic() + NODE_POLL
             time.sleep(POLL)
         return None
+
+    def _met(self, attempt):
+        """Say so once the workers' rendezvous is complete; True then."""
+        joined = self.rendezvous.workers_joined(attempt)
+        if joined is None:
+            return False
+        self.console.say(f"rendezvous complete: {joined}/{self.job.world_size} workers joined "
+                         f"in {time.monotonic() - self.started:.1f} s")
+        return True
+
+    def _merge_trace(self):
+        """Merge the workers' timelines into trace.json."""
+        try:
+            merged = timeline.merge(self.job.trace_dir)
+        except (OSError, ValueError) as e:
+            self.console.say(f"could not merge the timelines in {self.job.trace_dir}: {e}")
+            return
+        if merged is None:
+            self.console.say(f"no timeline: no worker wrote one to {self.job.trace_dir} (they "
+                             "write it when they exit, if they imported dtrain)")
+        else:
+            self.console.say(f"timeline: {merged} (open it at https://ui.perfetto.dev)")
 
     def _stop(self, workers, sig):
         """Send sig to every running worker's group; SIGKILL what remains after the grace
@@ -248,8 +288,11 @@ class Agent:
                    WORLD_SIZE=str(job.world_size), LOCAL_WORLD_SIZE=str(job.nprocs),
                    GROUP_RANK=str(job.node_rank), MASTER_ADDR=job.master_addr,
                    MASTER_PORT=str(self.rendezvous.port),
-                   DTRAIN_MAX_RESTARTS=str(job.max_restarts), DTRAIN_JOB_TOKEN=self.token, DTRAIN_STORE_HOSTED="1",
+                   DTRAIN_MAX_RESTARTS=str(job.max_restarts), DTRAIN_JOB_TOKEN=self.token,
+                   DTRAIN_STORE_HOSTED="1",
                    DTRAIN_LAUNCHER_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
+        if job.trace_dir is not None:
+            env["DTRAIN_TRACE"] = str(job.trace_dir)
         if "OMP_NUM_THREADS" not in os.environ:
             env["OMP_NUM_THREADS"] = "1"
             self.console.say("setting OMP_NUM_THREADS=1 for every worker, so that they do not "

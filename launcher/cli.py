@@ -27,6 +27,10 @@ examples:
       restart all workers up to 3 times; they read DTRAIN_RESTART_COUNT to resume
   dtrain-run --nprocs 2 --log-dir logs --tee train.py
       per-rank logs in logs/attempt_0/rank_R.stdout.log (and .stderr.log), and the console
+  dtrain-run --nprocs 4 --trace traces train.py
+      a timeline of every rank in traces/trace.json: open it at https://ui.perfetto.dev
+  DTRAIN_DEBUG=DETAIL dtrain-run --nprocs 2 train.py
+      log every collective with its sequence number, shapes and duration (or INFO)
   export DTRAIN_JOB_TOKEN=<the same secret on every node>
   dtrain-run --nnodes 2 --node-rank 0 --nprocs 4 --master-addr node0 --master-port 29500 train.py
   dtrain-run --nnodes 2 --node-rank 1 --nprocs 4 --master-addr node0 --master-port 29500 train.py
@@ -94,6 +98,10 @@ def parser():
                    "console")
     p.add_argument("--tee", action="store_true",
                    help="with --log-dir: write to the files and to the console")
+    p.add_argument("--trace", type=Path, metavar="DIR",
+                   help="record a timeline: each worker writes DIR/rank-N.json, merged at the "
+                   "end into DIR/trace.json for https://ui.perfetto.dev (default: "
+                   "$DTRAIN_TRACE, if set)")
     p.add_argument("--no-prefix", dest="prefix", action="store_false",
                    help="do not prefix console lines with [rankR]:")
     p.add_argument("-m", "--module", action="store_true",
@@ -124,11 +132,14 @@ def parse(argv=None):
     if a.tee and a.log_dir is None:
         p.error("--tee copies the workers' output to the console and to --log-dir's files: "
                 "give --log-dir DIR too")
-    if a.log_dir is not None:
-        try:
-            a.log_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            p.error(f"cannot create --log-dir {str(a.log_dir)!r}: {e.strerror or e}")
+    if a.trace is None and os.environ.get("DTRAIN_TRACE"):
+        a.trace = Path(os.environ["DTRAIN_TRACE"])
+    for flag, directory in (("--log-dir", a.log_dir), ("--trace", a.trace)):
+        if directory is not None:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                p.error(f"cannot create {flag} {str(directory)!r}: {e.strerror or e}")
     if not a.module and not os.path.isfile(a.script):
         p.error(f"the script {a.script!r} does not exist (to run a module, use -m "
                 f"{a.script})")
@@ -136,7 +147,7 @@ def parse(argv=None):
     return Job(command=command, nprocs=a.nprocs, nnodes=a.nnodes, node_rank=a.node_rank,
                master_addr=a.master_addr or "127.0.0.1", master_port=a.master_port,
                max_restarts=a.max_restarts, grace_period=a.grace_period, log_dir=a.log_dir,
-               tee=a.tee, prefix=a.prefix)
+               tee=a.tee, prefix=a.prefix, trace_dir=a.trace and a.trace.resolve())
 
 
 def main(argv=None):

@@ -74,6 +74,18 @@ class Rendezvous:
     def close(self):
         self.store.close()
 
+    def workers_joined(self, attempt):
+        """How many workers met at the store in this attempt, once they all have; None before.
+        dtrain/distributed/rendezvous.py counts them under dtrain/<attempt>/1/ (1: a worker's
+        first init_process_group) and sets "all_joined" when the last one arrives."""
+        prefix = f"dtrain/{attempt}/1/"
+        try:
+            if not self.store.check([prefix + "all_joined"]):
+                return None
+            return self.store.add(prefix + "joined", 0)
+        except DistError:
+            return None
+
     def tell(self, attempt, what):
         """Tell the other nodes that this node's attempt "failed" or was "stopped"."""
         if self.nnodes > 1:
