@@ -55,6 +55,7 @@ class CollectiveRun:
         tracker = self._engine.send(self.ranks[peer], header, array)
         if tracker is not None:
             self._trackers.append(tracker)
+            self._engine.track(self.ranks[peer], self.work)
         return tracker
 
     def recv(self, peer):

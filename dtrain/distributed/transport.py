@@ -178,6 +178,7 @@ class Engine:
         self._finished = {}    # (group, seq) -> signature of a recently finished collective
         self._probes = {}      # (group, seq) -> probes that came before this rank's call
         self._pending = {}     # id(work) -> (work, on_timeout)
+        self._tracked = {}     # rank -> Works waiting on zero-copy sends to it
         self._receives = Receives(self.rank, self._pending)
         self._broken = {}      # group -> error that made it unusable
         self._watch = PeerWatch()
@@ -285,7 +286,16 @@ class Engine:
         tracker = self.send(dst, header, np.ascontiguousarray(array))
         if tracker is not None:
             work._trackers.append(tracker)
+            self.track(dst, work)
         work._finish()
+
+    def track(self, dst, work):
+        """``work`` waits for zero-copy sends to ``dst``: if ``dst`` goes, it must not wait for
+        ever (ZeroMQ would keep the message for a reconnect that never comes)."""
+        works = self._tracked.setdefault(dst, [])
+        if len(works) >= 64:
+            works[:] = [w for w in works if not all(t.done for t in w._trackers)]
+        works.append(work)
 
     def post_recv(self, src, group, tag, array, work):
         if self._refuse(group, work, () if src is None else (src,)):
@@ -411,6 +421,9 @@ class Engine:
     def _peer_gone(self, rank):
         """Fail everything that waits for ``rank``; groups with it can no longer communicate."""
         why = self._watch.gone[rank]
+        for work in self._tracked.pop(rank, ()):
+            work._abandon(DistPeerError(f"{work.description} on rank {self.rank} cannot "
+                                        f"complete: {why}."))
         for key, run in list(self._runs.items()):
             if rank in run.ranks:
                 self.break_group(key[0], DistPeerError(

@@ -56,12 +56,20 @@ class Work:
         if self._error is not None:
             raise self._error
         for tracker in self._trackers:
-            left = end - time.monotonic()
-            if left <= 0 or not _tracker_wait(tracker, left):
-                raise DistTimeoutError(f"{self.description}: the data was not handed to the "
-                                       f"network within {limit:.1f} s")
+            while not _tracker_wait(tracker, min(end - time.monotonic(), _SLICE)):
+                if self._error is not None:  # abandoned: the peer is gone
+                    raise self._error
+                if time.monotonic() >= end:
+                    raise DistTimeoutError(f"{self.description}: the data was not handed to "
+                                           f"the network within {limit:.1f} s")
         self._run_after()
         return True
+
+    def _abandon(self, error):
+        """The peer that zero-copy sends of this work were going to is gone: what waits for
+        them raises ``error`` (the engine thread calls this)."""
+        if not all(t.done for t in self._trackers):
+            self._error = error
 
     def _run_after(self):
         # NOTE: in the caller's thread, after the zero-copy sends are done (an AVG's divide or a
@@ -99,7 +107,12 @@ class Work:
         return f"<Work {self.description}: {state}>"
 
 
+_SLICE = 0.05  # s: how often a wait for zero-copy sends checks whether they were abandoned
+
+
 def _tracker_wait(tracker, timeout):
+    if timeout <= 0:
+        return tracker.done
     try:
         tracker.wait(timeout)
         return True
