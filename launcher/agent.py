@@ -30,6 +30,7 @@ from .summary import WorkerEnd, failure_report
 BOOTSTRAP = str(Path(__file__).resolve().with_name("bootstrap.py"))
 POLL = 0.05  # seconds between looks at the workers
 MEET_POLL = 0.1  # seconds between looks at the store, until the workers' rendezvous is done
+SETTLE = 1.0  # seconds the other workers get to notice a failed one and exit by themselves
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -262,6 +263,11 @@ class Agent:
     def _report(self, workers, failed, attempt):
         """Stop the workers still running and print the summary."""
         running = [w for w in workers if w.code is None]
+        # let the others raise DistPeerError naming the failed worker (they notice in about
+        # 0.2 s) and exit by themselves, so that the summary shows it; then stop the rest
+        settle = time.monotonic() + SETTLE
+        while time.monotonic() < settle and any(w.poll() is None for w in running):
+            time.sleep(POLL)
         self._stop(workers, signal.SIGTERM)
         # those that raised while the others were being stopped failed too (often because of
         # the first failure: a peer that left); the rest were stopped

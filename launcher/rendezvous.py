@@ -53,7 +53,7 @@ class Rendezvous:
         self.nnodes, self.node_rank = job.nnodes, job.node_rank
         secret = token.encode()
         if job.node_rank == 0:
-            host = _listen_address(job)
+            host = job.master_addr  # only there: never every interface
             if job.master_port is not None:
                 _check_port(host, job.master_port)
             try:
@@ -134,14 +134,6 @@ class Rendezvous:
         except DistError:
             return NodeNews("lost", 0, attempt)
         return "done"
-
-
-def _listen_address(job):
-    """Where node 0's store listens: the master address for a one-node job or a loopback
-    address, every interface otherwise (the address other nodes use may be a NAT's)."""
-    if job.nnodes == 1 or job.master_addr in ("localhost", "127.0.0.1", "::1"):
-        return job.master_addr
-    return "::" if ":" in job.master_addr else "0.0.0.0"
 
 
 def _check_port(host, port):
