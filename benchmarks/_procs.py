@@ -43,8 +43,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_ranks(fn, world_size, *args, timeout=300):
-    """Run ``fn(rank, world_size, *args)`` in ``world_size`` processes; their return values."""
+def run_ranks(fn, world_size, *args, timeout=300, env=None):
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` processes (``env`` added to their
+    environment); their return values."""
+    extra = env or {}
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dtrain-bench-") as tmp:
         procs = []
@@ -55,6 +57,7 @@ def run_ranks(fn, world_size, *args, timeout=300):
             env = dict(os.environ, **ONE_THREAD, MASTER_ADDR="127.0.0.1",
                        MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+            env.update(extra)
             log = open(os.path.join(tmp, f"log{rank}"), "w+b")
             procs.append((subprocess.Popen(
                 [sys.executable, "-c", _BOOT, spec, os.path.join(tmp, f"out{rank}")],

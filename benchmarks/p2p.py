@@ -1,6 +1,8 @@
 """send/recv speed between two processes: dtrain against torch.distributed with gloo, same run.
 
     python -m benchmarks.p2p [--sizes 1 1024 ...] [--repeat 200] [--json out.json]
+    python -m benchmarks.p2p --curve [...]
+
 
 The same two measures as benchmarks.transport, through the libraries' send/recv (one code for
 both: dtrain's API is torch's), dtrain's processes first, then torch's:
@@ -10,10 +12,15 @@ both: dtrain's API is torch's), dtrain's processes first, then torch's:
 - bandwidth: rank 0 starts k isends of the same tensor and waits for them, rank 1 receives
   them in turn and sends a 1-element acknowledgement; bytes x k / time.
 A ratio below 1.0 means dtrain is faster.
+
+With --curve, it measures instead what encryption costs: dtrain over loopback with the job
+token (PLAIN authentication, no encryption) against dtrain over this machine's non-loopback
+address, as between hosts (CURVE: every byte encrypted), in the same run.
 """
 import argparse
 import json
 import os
+import secrets
 
 from benchmarks._procs import describe, fmt_bytes, fmt_time, machine, run_ranks, torch_or_none
 from benchmarks.transport import SIZES, one_way_and_stream
@@ -54,6 +61,47 @@ def p2p_worker(rank, world, lib_name, sizes, repeat):
     return results
 
 
+def outside_address():
+    """This machine's address on its network (what another host would reach), or None."""
+    from dtrain.distributed import DistError
+    from dtrain.distributed.rendezvous import local_host
+    try:
+        address = local_host("192.0.2.1")  # TEST-NET-1: the interface that routes there
+    except DistError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+def curve_cost(args, meta):
+    """dtrain with the token on loopback (PLAIN) against across an address (CURVE)."""
+    address = outside_address()
+    if address is None:
+        raise SystemExit("--curve needs a non-loopback address on this machine")
+    token = secrets.token_hex(16)
+    plain = run_ranks(p2p_worker, 2, "dtrain", args.sizes, args.repeat,
+                      env={"DTRAIN_JOB_TOKEN": token})[0]
+    curve = run_ranks(p2p_worker, 2, "dtrain", args.sizes, args.repeat,
+                      env={"DTRAIN_JOB_TOKEN": token, "MASTER_ADDR": address})[0]
+    print(f"\nsend/recv float32, 2 processes, dtrain: loopback with the token (PLAIN) vs "
+          f"{address} (CURVE encryption)")
+    print(f"{'elements':>9} {'bytes':>7} {'plain':>10} {'curve':>10} {'ratio':>6}   "
+          f"{'plain GB/s':>10} {'curve GB/s':>10} {'ratio':>6}")
+    rows = []
+    for n in args.sizes:
+        nbytes = 4 * n
+        a, b = plain[n], curve[n]
+        row = {"elements": n, "bytes": nbytes, "plain_one_way_s": a["one_way_s"],
+               "curve_one_way_s": b["one_way_s"],
+               "plain_stream_Bps": nbytes / a["stream_per_msg_s"],
+               "curve_stream_Bps": nbytes / b["stream_per_msg_s"]}
+        rows.append(row)
+        print(f"{n:9d} {fmt_bytes(nbytes):>7} {fmt_time(a['one_way_s']):>10} "
+              f"{fmt_time(b['one_way_s']):>10} {b['one_way_s'] / a['one_way_s']:6.2f}   "
+              f"{row['plain_stream_Bps'] / 1e9:10.3f} {row['curve_stream_Bps'] / 1e9:10.3f} "
+              f"{b['stream_per_msg_s'] / a['stream_per_msg_s']:6.2f}")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES,
@@ -61,9 +109,16 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=200, help="round trips for messages up "
                         "to 1 MB (fewer for larger ones)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--curve", action="store_true", help="measure what encryption costs")
     args = parser.parse_args(argv)
     meta = machine()
     print(describe(meta))
+    if args.curve:
+        rows = curve_cost(args, meta)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"benchmark": "p2p-curve", "meta": meta, "rows": rows}, f, indent=1)
+        return
     torch = torch_or_none()
     ours = run_ranks(p2p_worker, 2, "dtrain", args.sizes, args.repeat)[0]
     ref = run_ranks(p2p_worker, 2, "torch", args.sizes, args.repeat)[0] if torch else None

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import zmq
 
+from benchmarks.p2p import outside_address
 from multiproc import run_ranks
 
 TOKEN = "test-token-3f9a1c"
@@ -115,17 +116,6 @@ def test_the_store_refuses_requests_without_the_token():
         assert server.get("secret") == b"value"
     finally:
         server.close()
-
-
-def outside_address():
-    """This machine's address on a network (not loopback), or None."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("192.0.2.1", 1))  # no packet is sent
-            address = probe.getsockname()[0]
-    except OSError:
-        return None
-    return None if address.startswith("127.") else address
 
 
 def encrypted_job(rank, world):
