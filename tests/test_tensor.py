@@ -672,3 +672,10 @@ def test_negative_step_setitem_raises(lib):
     x = lib.zeros(4)
     with pytest.raises(ValueError, match="step must be greater than zero"):
         x[::-1] = lib.arange(4.)
+
+
+def test_flip_copies_as_torchs_does(lib):
+    x = lib.arange(4.0)
+    y = x.flip(0)
+    x.add_(1)
+    assert y.tolist() == [3.0, 2.0, 1.0, 0.0]

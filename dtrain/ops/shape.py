@@ -78,10 +78,12 @@ def reshape(input, *shape):
 
 
 def view_as(input, other):
+    """``view`` with ``other``'s shape. >>> x.view_as(y)"""
     return view(input, other._data.shape)
 
 
 def reshape_as(input, other):
+    """``reshape`` to ``other``'s shape. >>> x.reshape_as(y)"""
     return reshape(input, other._data.shape)
 
 
@@ -126,7 +128,7 @@ swapaxes = swapdims = transpose
 
 
 def t(input):
-    """Transpose a tensor of at most 2 dims."""
+    """Transpose a tensor of at most 2 dims (a view). >>> w.t()"""
     n = input._data.ndim
     if n > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {n}D")
@@ -145,7 +147,8 @@ SqueezeBackward2 = type("SqueezeBackward2", (SqueezeBackward0,), {})
 
 
 def squeeze(input, dim=None):
-    """Drop dims of size 1 (all of them, or only ``dim``)."""
+    """Drop dims of size 1 (all of them, or only ``dim``); a view.
+    >>> dtrain.zeros(2, 1, 3).squeeze(1).shape"""
     shape = input._data.shape
     if dim is None:
         new, cls = tuple(s for s in shape if s != 1), SqueezeBackward0
@@ -158,14 +161,15 @@ def squeeze(input, dim=None):
 
 
 def unsqueeze(input, dim):
-    """Insert a dim of size 1 at ``dim``."""
+    """Insert a dim of size 1 at ``dim`` (a view). >>> dtrain.zeros(2, 3).unsqueeze(0).shape"""
     shape = input._data.shape
     d = _dim(dim, len(shape) + 1)
     return as_view(UnsqueezeBackward0.apply(input, shape=shape[:d] + (1,) + shape[d:]), input)
 
 
 def flatten(input, start_dim=0, end_dim=-1):
-    """Merge dims ``start_dim..end_dim`` into one (a view when possible)."""
+    """Merge dims ``start_dim..end_dim`` into one (a view when possible).
+    >>> dtrain.zeros(8, 3, 4, 4).flatten(1).shape"""
     shape = input._data.shape
     if not shape:
         return reshape(input, 1)
@@ -186,7 +190,8 @@ class ExpandBackward0(Function):
 
 
 def expand(input, *sizes):
-    """Broadcast size-1 dims to a larger size without copying (-1 keeps a dim)."""
+    """Broadcast size-1 dims to a larger size without copying (-1 keeps a dim).
+    >>> dtrain.ones(3, 1).expand(-1, 4).shape"""
     sizes = _shape_arg(sizes)
     shape = input._data.shape
     if len(sizes) < len(shape):
@@ -211,6 +216,7 @@ def expand(input, *sizes):
 
 
 def expand_as(input, other):
+    """``expand`` to ``other``'s shape. >>> bias.expand_as(x)"""
     return expand(input, other._data.shape)
 
 
@@ -232,7 +238,7 @@ SplitWithSizesBackward0 = type("SplitWithSizesBackward0", (SliceBackward0,), {})
 
 
 def narrow(input, dim, start, length):
-    """``length`` elements of ``dim`` from ``start`` (a view)."""
+    """``length`` elements of ``dim`` from ``start`` (a view). >>> x.narrow(1, 0, 2)"""
     n = input._data.ndim
     d = _dim(dim, n)
     size = input._data.shape[d]
@@ -247,7 +253,7 @@ def narrow(input, dim, start, length):
 
 def split(input, split_size_or_sections, dim=0):
     """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or pieces of the
-    given sizes. Each piece is a view."""
+    given sizes. Each piece is a view. >>> a, b = x.split([2, 3], dim=1)"""
     d = _dim(dim, input._data.ndim)
     size = input._data.shape[d]
     if isinstance(split_size_or_sections, int):
@@ -282,7 +288,7 @@ def chunk(input, chunks, dim=0):
 
 
 def unbind(input, dim=0):
-    """The slices along ``dim``, with that dim removed."""
+    """The slices along ``dim``, with that dim removed. >>> rows = dtrain.unbind(x)"""
     d = _dim(dim, input._data.ndim)
     return tuple(input[(slice(None),) * d + (i,)] for i in range(input._data.shape[d]))
 
@@ -349,7 +355,8 @@ def stack(tensors, dim=0):
 
 
 def contiguous(input, memory_format=None):
-    """``self`` if already contiguous in memory, else a contiguous copy (in the graph)."""
+    """``self`` if already contiguous in memory, else a contiguous copy (in the graph).
+    >>> x.t().contiguous()"""
     if input._data.flags.c_contiguous:
         return input
     from .pointwise import clone
@@ -372,6 +379,8 @@ class RepeatBackward0(Function):
 
 
 def repeat(input, *sizes):
+    """Tile the data ``sizes[i]`` times along dim i (a copy; extra leading sizes add dims).
+    >>> dtrain.tensor([1, 2]).repeat(2, 2).shape"""
     sizes = _shape_arg(sizes)
     if len(sizes) < input._data.ndim:
         raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number "
@@ -382,12 +391,13 @@ def repeat(input, *sizes):
 class FlipBackward0(Function):
     def forward(self, x, axes):
         self.axes = axes
-        return np.flip(x, axes)
+        return np.flip(x, axes).copy()  # torch's flip copies; a numpy view would alias x
 
     def backward(self, g):
         return np.flip(g, self.axes)
 
 
 def flip(input, dims):
+    """Reverse the order of elements along ``dims``. >>> dtrain.flip(x, [0, 1])"""
     dims = (dims,) if isinstance(dims, int) else dims
     return FlipBackward0.apply(input, axes=tuple(_dim(d, input._data.ndim) for d in dims))
