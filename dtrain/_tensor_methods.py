@@ -136,13 +136,20 @@ Tensor.sub_ = _ufunc_inplace(np.subtract, A.sub)
 Tensor.pow_ = _inplace(A.pow)
 Tensor.mul_ = _ufunc_inplace(np.multiply, A.mul)
 Tensor.div_ = _ufunc_inplace(np.true_divide, A.div)
+_INPLACE_ARGS = {"clamp": "min=0.0", "clip": "-1.0, 1.0", "masked_fill": "mask, 0.0",
+                 "add": "y, alpha=-0.1", "sub": "y", "pow": "2", "mul": "0.9", "div": "2"}
+for _name in ("exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu abs neg clamp clip "
+              "masked_fill floor ceil round trunc sign add sub pow mul div").split():
+    getattr(Tensor, _name + "_").__doc__ = (
+        f"In-place ``{_name}``: write the result into this tensor and return it.\n"
+        f">>> x.{_name}_({_INPLACE_ARGS.get(_name, '')})")
 Tensor.__iadd__ = Tensor.add_
 Tensor.__isub__ = Tensor.sub_
 Tensor.__imul__ = Tensor.mul_
 Tensor.__itruediv__ = Tensor.div_
 
 
-def _reshape_inplace(op, node_name):
+def _reshape_inplace(op, node_name, example=""):
     """``x.t_()``, ``x.unsqueeze_(d)``, ...: x itself becomes the new view of its storage."""
     renamed = {}
 
@@ -161,12 +168,14 @@ def _reshape_inplace(op, node_name):
             self.grad_fn = fn
         return self
     method.__name__ = op.__name__ + "_"
+    method.__doc__ = (f"In-place ``{op.__name__}``: this tensor becomes the new view of its "
+                      f"storage. >>> x.{op.__name__}_({example})")
     return method
 
 
 Tensor.t_ = _reshape_inplace(S.t, "TBackward1")
-Tensor.transpose_ = _reshape_inplace(S.transpose, "TransposeBackward1")
-Tensor.unsqueeze_ = _reshape_inplace(S.unsqueeze, "UnsqueezeBackward1")
+Tensor.transpose_ = _reshape_inplace(S.transpose, "TransposeBackward1", "0, 1")
+Tensor.unsqueeze_ = _reshape_inplace(S.unsqueeze, "UnsqueezeBackward1", "0")
 Tensor.squeeze_ = _reshape_inplace(S.squeeze, "SqueezeBackward2")
 
 
@@ -195,7 +204,7 @@ class CopyBackwards(Function):
 
 
 def zero_(self):
-    """Fill with zeros, in place."""
+    """Fill with zeros, in place. >>> w.grad.zero_()"""
     if _recording(self):
         return self._assign(ZeroBackward0.apply(self))
     self._check_inplace()
@@ -204,7 +213,7 @@ def zero_(self):
 
 
 def fill_(self, value):
-    """Fill with ``value``, in place."""
+    """Fill with ``value``, in place. >>> dtrain.empty(3).fill_(7)"""
     if isinstance(value, Tensor):
         value = value.item()
     if _recording(self):
@@ -215,7 +224,7 @@ def fill_(self, value):
 
 
 def copy_(self, src, non_blocking=False):
-    """Copy ``src`` (broadcast to self's shape) into self, in place."""
+    """Copy ``src`` (broadcast to self's shape) into self, in place. >>> x.copy_(y)"""
     if not isinstance(src, Tensor):
         raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
     try:
@@ -231,7 +240,7 @@ def copy_(self, src, non_blocking=False):
 
 
 def uniform_(self, a=0.0, b=1.0, generator=None):
-    """Fill with uniform samples from [a, b), in place."""
+    """Fill with uniform samples from [a, b), in place. >>> dtrain.empty(3).uniform_(-1, 1)"""
     from .creation import default_generator
     self._check_inplace()
     self._data[...] = (generator or default_generator()).uniform(a, b, self._data.shape)
@@ -240,7 +249,8 @@ def uniform_(self, a=0.0, b=1.0, generator=None):
 
 def random_(self, from_=0, to=None, *, generator=None):
     """Fill with integers from [from_, to), or [0, from_) given one bound, in place.
-    Without bounds, [0, 2**mantissa] for floats or the dtype's range for integers."""
+    Without bounds, [0, 2**mantissa] for floats or the dtype's range for integers.
+    >>> dtrain.empty(5, dtype=dtrain.int64).random_(0, 10)"""
     from .creation import default_generator
     if to is None and from_ != 0:
         from_, to = 0, from_
@@ -257,7 +267,7 @@ def random_(self, from_=0, to=None, *, generator=None):
 
 
 def normal_(self, mean=0.0, std=1.0, generator=None):
-    """Fill with normal samples, in place."""
+    """Fill with normal samples, in place. >>> dtrain.empty(3).normal_(0.0, 0.02)"""
     from .creation import default_generator
     self._check_inplace()
     self._data[...] = (generator or default_generator()).normal(mean, std, self._data.shape)
@@ -265,25 +275,30 @@ def normal_(self, mean=0.0, std=1.0, generator=None):
 
 
 def new_tensor(self, data, dtype=None, requires_grad=False):
-    """A new tensor (a copy of ``data``) with this tensor's dtype unless given."""
+    """A new tensor (a copy of ``data``) with this tensor's dtype unless given.
+    >>> x.new_tensor([1, 2])"""
     from .creation import tensor
     return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
 
 
-def _new(make):
+def _new(make, name):
     def new(self, *size, dtype=None, requires_grad=False, **kw):
         return make(*size, dtype=dtype or self.dtype, requires_grad=requires_grad, **kw)
-    new.__name__ = "new_" + make.__name__
+    new.__name__ = "new_" + name
+    new.__doc__ = (f"``dtrain.{name}(*size)`` with this tensor's dtype unless given. "
+                   f">>> x.new_{name}(2, 3)")
     return new
 
 
 def _bind_creation():
     from . import creation
-    Tensor.new_zeros = _new(creation.zeros)
-    Tensor.new_ones = _new(creation.ones)
-    Tensor.new_empty = _new(creation.empty)
+    Tensor.new_zeros = _new(creation.zeros, "zeros")
+    Tensor.new_ones = _new(creation.ones, "ones")
+    Tensor.new_empty = _new(creation.empty, "empty")
     Tensor.new_full = lambda self, size, fill_value, dtype=None, **kw: creation.full(
         size, fill_value, dtype=dtype or self.dtype, **kw)
+    Tensor.new_full.__doc__ = ("``dtrain.full(size, fill_value)`` with this tensor's dtype "
+                               "unless given. >>> x.new_full((2, 3), 0.5)")
 
 
 for _f in (zero_, fill_, copy_, uniform_, normal_, random_, new_tensor):
@@ -316,22 +331,28 @@ def to(self, *args, **kwargs):
     return P.ToCopyBackward0.apply(self, dtype=_dtypes.to_dtype(dtype).np)
 
 
-def _cast(dtype):
+def _cast(dtype, name):
     def cast(self):
         return self.to(dtype)
-    cast.__doc__ = f"``self.to({dtype})``"
+    cast.__doc__ = f"``self.to({dtype})``. >>> x.{name}()"
     return cast
 
 
+def _cpu(self):
+    """``self``: dtrain tensors always live on the CPU. >>> x.cpu()"""
+    return self
+
+
 def _cuda(self, *args, **kwargs):
+    """Raises RuntimeError: dtrain runs on the CPU only. >>> x.cuda()  # RuntimeError"""
     _dtypes.check_device("cuda")
 
 
 Tensor.to = to
-Tensor.cpu = lambda self: self
+Tensor.cpu = _cpu
 Tensor.cuda = _cuda
 for _name, _dtype in (("half", _dtypes.float16), ("float", _dtypes.float32),
                       ("double", _dtypes.float64), ("int", _dtypes.int32), ("long", _dtypes.int64),
                       ("short", _dtypes.int16), ("char", _dtypes.int8), ("byte", _dtypes.uint8),
                       ("bool", _dtypes.bool_)):
-    setattr(Tensor, _name, _cast(_dtype))
+    setattr(Tensor, _name, _cast(_dtype, _name))

@@ -139,7 +139,8 @@ empty.__doc__ = "Uninitialised tensor. >>> dtrain.empty(4)"
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
-    """Tensor filled with ``fill_value``; its dtype follows the value (bool, int64 or float)."""
+    """Tensor filled with ``fill_value``; its dtype follows the value (bool, int64 or float).
+    >>> dtrain.full((2, 3), 7)"""
     if dtype is None:
         cat = _dtypes.scalar_category(fill_value)
         dtype = (_dtypes.bool_, _dtypes.int64, _dtypes.get_default_dtype())[cat]
@@ -155,9 +156,14 @@ def _like(make):
 
 
 zeros_like, ones_like, empty_like = _like(zeros), _like(ones), _like(empty)
+zeros_like.__doc__ = "Zeros with ``input``'s shape and dtype. >>> dtrain.zeros_like(x)"
+ones_like.__doc__ = "Ones with ``input``'s shape and dtype. >>> dtrain.ones_like(x)"
+empty_like.__doc__ = ("Uninitialised, with ``input``'s shape and dtype. "
+                      ">>> dtrain.empty_like(x)")
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
+    """``fill_value`` with ``input``'s shape and dtype. >>> dtrain.full_like(x, 0.5)"""
     return full(input._data.shape, fill_value, dtype=dtype or input.dtype, device=device,
                 requires_grad=requires_grad)
 
@@ -183,7 +189,8 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
-    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive.
+    >>> dtrain.linspace(0, 1, steps=5)"""
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
     arr = np.linspace(start, end, steps).astype(_np_dtype(dtype))
@@ -238,19 +245,25 @@ def randperm(n, *, dtype=None, device=None, generator=None):
 
 
 def rand_like(input, dtype=None, **kw):
+    """``rand`` with ``input``'s shape and dtype. >>> dtrain.rand_like(x)"""
     return rand(input._data.shape, dtype=dtype or input.dtype, **kw)
 
 
 def randn_like(input, dtype=None, **kw):
+    """``randn`` with ``input``'s shape and dtype. >>> noise = dtrain.randn_like(x)"""
     return randn(input._data.shape, dtype=dtype or input.dtype, **kw)
 
 
 def randint_like(input, low, high=None, dtype=None, **kw):
+    """Integers in [low, high), or [0, low), with ``input``'s shape and dtype.
+    >>> dtrain.randint_like(labels, 10)"""
     if high is None:
         low, high = 0, low
     return randint(low, high, input._data.shape, dtype=dtype or input.dtype, **kw)
 
 
 def normal(mean, std, size, *, dtype=None, generator=None, requires_grad=False):
+    """Normal samples of shape ``size``: torch's ``normal(mean, std, size)`` form, the only
+    one here (``size`` is required). >>> dtrain.normal(0.0, 0.02, (3, 4))"""
     arr = (generator or _generator).normal(mean, std, _size(size)).astype(_np_dtype(dtype))
     return _finish(arr, None, None, requires_grad)

@@ -11,7 +11,11 @@ from .autograd import grad_mode as _grad_mode
 
 
 class Size(tuple):
-    """A tensor's shape: a tuple that prints like ``torch.Size``."""
+    """A tensor's shape: a tuple that prints like ``torch.Size``.
+
+    >>> dtrain.zeros(2, 3).shape
+    dtrain.Size([2, 3])
+    """
 
     def __repr__(self):
         return f"dtrain.Size({list(self)})"
@@ -100,11 +104,13 @@ class Tensor:
         return Size(self._data.shape)
 
     def size(self, dim=None):
+        """The shape, or the length of dim ``dim``. >>> x.size(); x.size(-1)"""
         if dim is None:
             return Size(self._data.shape)
         return self._data.shape[_dim(dim, self._data.ndim)]
 
     def dim(self):
+        """The number of dims (``ndimension`` is an alias). >>> dtrain.zeros(2, 3).dim()"""
         return self._data.ndim
 
     ndimension = dim
@@ -114,11 +120,13 @@ class Tensor:
         return self._data.ndim
 
     def numel(self):
+        """The number of elements (``nelement`` is an alias). >>> dtrain.zeros(2, 3).numel()"""
         return self._data.size
 
     nelement = numel
 
     def element_size(self):
+        """Bytes per element. >>> dtrain.zeros(1, dtype=dtrain.float64).element_size()"""
         return self._data.itemsize
 
     @property
@@ -132,19 +140,26 @@ class Tensor:
     is_cuda = False
 
     def is_floating_point(self):
+        """True for float16/32/64 tensors. >>> dtrain.arange(3).is_floating_point()"""
         return self._data.dtype.kind == "f"
 
     def is_contiguous(self, memory_format=None):
+        """True if the elements lie in row-major order without gaps. >>> x.t().is_contiguous()"""
         return self._data.flags.c_contiguous
 
     def stride(self, dim=None):
+        """Steps in elements between neighbours along each dim (or along ``dim``).
+        >>> dtrain.zeros(2, 3).stride()"""
         strides = tuple(s // self._data.itemsize for s in self._data.strides)
         return strides if dim is None else strides[_dim(dim, self._data.ndim)]
 
     def data_ptr(self):
+        """The address of the first element. >>> x[1:].data_ptr() > x.data_ptr()"""
         return self._data.ctypes.data
 
     def type(self, dtype=None):
+        """The legacy type name (e.g. "dtrain.FloatTensor"), or ``self.to(dtype)`` given one.
+        >>> dtrain.zeros(1).type()"""
         if dtype is None:
             return f"dtrain.{_TYPE_NAMES[self.dtype.name]}"
         return self.to(dtype)
@@ -168,15 +183,19 @@ class Tensor:
 
     # --- conversion -------------------------------------------------------------------------
     def item(self):
+        """The value of a one-element tensor as a Python number. >>> loss.item()"""
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
                                "to Scalar")
         return self._data.item()
 
     def tolist(self):
+        """The data as nested Python lists. >>> dtrain.eye(2).tolist()"""
         return self._data.tolist()
 
     def numpy(self, force=False):
+        """The numpy array itself (no copy: writes show in the tensor); refuses tensors that
+        require grad unless ``force``. >>> x.detach().numpy()"""
         if self._requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
@@ -225,6 +244,7 @@ class Tensor:
         self._requires_grad = flag
 
     def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` in place; returns self. >>> w = dtrain.zeros(3).requires_grad_()"""
         self.requires_grad = requires_grad
         return self
 
@@ -292,12 +312,14 @@ class Tensor:
         autograd.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def detach(self):
-        """A tensor sharing this one's storage (and version counter) but outside the graph."""
+        """A tensor sharing this one's storage (and version counter) but outside the graph.
+        >>> y.detach().numpy()"""
         t = Tensor._make(self._data)
         t._version_counter = self._version_counter
         return t
 
     def detach_(self):
+        """Take this tensor out of the graph, in place (it becomes a leaf). >>> h.detach_()"""
         if self._base is not None and self._base._requires_grad:
             raise RuntimeError("Can't detach views in-place. Use detach() instead.")
         self.grad_fn = None
@@ -305,6 +327,8 @@ class Tensor:
         return self
 
     def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor during backward.
+        >>> h = x * 2; h.retain_grad(); h.sum().backward(); h.grad"""
         if not self._requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is None or self._retains_grad:

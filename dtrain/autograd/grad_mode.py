@@ -11,7 +11,12 @@ _state = _GradState()
 
 
 def is_grad_enabled():
-    """True when operations are being recorded for autograd."""
+    """True when operations are being recorded for autograd.
+
+    >>> with dtrain.no_grad():
+    ...     dtrain.is_grad_enabled()
+    False
+    """
     return _state.enabled
 
 
@@ -56,13 +61,22 @@ class no_grad(_GradModeContext):
 
 
 class enable_grad(_GradModeContext):
-    """Enable gradient recording inside a ``no_grad`` block, as a context manager or a decorator."""
+    """Enable gradient recording inside a ``no_grad`` block, as a context manager or a decorator.
+
+    >>> with dtrain.no_grad():
+    ...     with dtrain.enable_grad():
+    ...         y = x * 2      # recorded again
+    """
 
     mode = True
 
 
 class inference_mode(no_grad):
-    """Same as ``no_grad`` in dtrain (torch's extra inference-mode checks do not apply)."""
+    """Same as ``no_grad`` in dtrain (torch's extra inference-mode checks do not apply).
+
+    >>> with dtrain.inference_mode():
+    ...     logits = model(x)
+    """
 
     def __init__(self, mode=True):
         self.mode = not mode

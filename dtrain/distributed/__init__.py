@@ -39,26 +39,30 @@ __all__ = [
 # --- who am I --------------------------------------------------------------------------------
 
 def get_rank(group=None):
-    """This process's rank in ``group`` (the default group if None); -1 if not a member."""
+    """This process's rank in ``group`` (the default group if None); -1 if not a member.
+    >>> if dist.get_rank() == 0: print("loss", loss.item())"""
     if group is GroupMember.NON_GROUP_MEMBER:
         return -1
     return resolve(group).me
 
 
 def get_world_size(group=None):
-    """The number of processes in ``group``; -1 if this process is not a member."""
+    """The number of processes in ``group``; -1 if this process is not a member.
+    >>> dist.all_reduce(grad); grad /= dist.get_world_size()"""
     if group is GroupMember.NON_GROUP_MEMBER:
         return -1
     return resolve(group).size()
 
 
 def get_group_rank(group, global_rank):
-    """A global rank's rank inside ``group``."""
+    """A global rank's rank inside ``group``.
+    >>> g = dist.new_group([2, 3]); dist.get_group_rank(g, 3)   # 1"""
     return resolve(group).group_rank(global_rank)
 
 
 def get_global_rank(group, group_rank):
-    """The global rank of ``group``'s member number ``group_rank``."""
+    """The global rank of ``group``'s member number ``group_rank``.
+    >>> g = dist.new_group([2, 3]); dist.get_global_rank(g, 0)   # 2"""
     pg = resolve(group)
     if not 0 <= group_rank < pg.size():
         raise ValueError(f"group rank {group_rank} is out of range for group {pg.id} of size "
@@ -67,7 +71,8 @@ def get_global_rank(group, group_rank):
 
 
 def get_process_group_ranks(group):
-    """The global ranks of ``group``'s members."""
+    """The global ranks of ``group``'s members.
+    >>> dist.get_process_group_ranks(dist.new_group([0, 2]))   # [0, 2]"""
     return list(resolve(group).ranks)
 
 
@@ -105,12 +110,14 @@ def irecv(tensor, src=None, group=None, tag=0):
 
 
 def send(tensor, dst, group=None, tag=0):
-    """Send ``tensor`` to global rank ``dst`` and wait until it may be reused."""
+    """Send ``tensor`` to global rank ``dst`` and wait until it may be reused.
+    >>> dist.send(dtrain.ones(3), dst=1)"""
     isend(tensor, dst, group, tag).wait()
 
 
 def recv(tensor, src=None, group=None, tag=0):
-    """Receive into ``tensor`` from ``src`` (any rank if None); returns the sender's rank."""
+    """Receive into ``tensor`` from ``src`` (any rank if None); returns the sender's rank.
+    >>> t = dtrain.zeros(3); sender = dist.recv(t)"""
     work = irecv(tensor, src, group, tag)
     work.wait()
     return work.source_rank()
@@ -130,7 +137,8 @@ class P2POp:
 
 
 def batch_isend_irecv(p2p_op_list):
-    """Start every P2POp in the list; returns their Works."""
+    """Start every P2POp in the list; returns their Works.
+    >>> for work in dist.batch_isend_irecv(ops): work.wait()"""
     if not p2p_op_list or not all(isinstance(p, P2POp) for p in p2p_op_list):
         raise ValueError("batch_isend_irecv expects a non-empty list of P2POp")
     return [p.op(p.tensor, p.peer, p.group, p.tag) for p in p2p_op_list]
@@ -180,7 +188,8 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
 
 
 def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
-    """Reduce ``tensor`` across the group into global rank ``dst``'s tensor."""
+    """Reduce ``tensor`` across the group into global rank ``dst``'s tensor.
+    >>> dist.reduce(t, dst=0, op=dist.ReduceOp.MAX)"""
     pg = resolve(group)
     root = pg.group_rank(dst)
     arr, buf, write_back = flat(tensor)
@@ -193,7 +202,8 @@ def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
 
 
 def broadcast(tensor, src, group=None, async_op=False):
-    """Copy global rank ``src``'s ``tensor`` into every other rank's ``tensor``."""
+    """Copy global rank ``src``'s ``tensor`` into every other rank's ``tensor``.
+    >>> dist.broadcast(param.data, src=0)"""
     pg = resolve(group)
     root = pg.group_rank(src)
     arr, buf, write_back = flat(tensor)
@@ -222,7 +232,9 @@ def _count(pg, tensors, name):
 
 
 def all_gather(tensor_list, tensor, group=None, async_op=False):
-    """Every rank's ``tensor`` into every rank's ``tensor_list`` (in rank order)."""
+    """Every rank's ``tensor`` into every rank's ``tensor_list`` (in rank order).
+    >>> out = [dtrain.zeros(2) for _ in range(dist.get_world_size())]
+    >>> dist.all_gather(out, dtrain.ones(2) * dist.get_rank())"""
     pg = resolve(group)
     _count(pg, tensor_list, "tensor_list")
     arr, buf, _ = flat(tensor, writable=False)
@@ -233,7 +245,9 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=False):
-    """Every rank's input, concatenated (or stacked) in rank order into ``output_tensor``."""
+    """Every rank's input, concatenated (or stacked) in rank order into ``output_tensor``.
+    >>> out = dtrain.zeros(2 * dist.get_world_size())
+    >>> dist.all_gather_into_tensor(out, dtrain.ones(2))"""
     pg = resolve(group)
     arr, buf, _ = flat(input_tensor, writable=False)
     out, obuf, back = flat(output_tensor, "output_tensor")
@@ -248,7 +262,9 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=Fal
 
 
 def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
-    """Every rank's ``tensor`` into ``gather_list`` on global rank ``dst``."""
+    """Every rank's ``tensor`` into ``gather_list`` on global rank ``dst``.
+    >>> bufs = [dtrain.zeros(2) for _ in range(world)] if rank == 0 else None
+    >>> dist.gather(dtrain.ones(2), bufs, dst=0)"""
     pg = resolve(group)
     root = pg.group_rank(dst)
     arr, buf, _ = flat(tensor, writable=False)
@@ -266,7 +282,9 @@ def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
 
 
 def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
-    """Rank ``src``'s ``scatter_list[i]`` into rank i's ``tensor``."""
+    """Rank ``src``'s ``scatter_list[i]`` into rank i's ``tensor``.
+    >>> parts = [dtrain.full((2,), i) for i in range(world)] if rank == 0 else None
+    >>> t = dtrain.zeros(2, dtype=dtrain.int64); dist.scatter(t, parts, src=0)"""
     pg = resolve(group)
     root = pg.group_rank(src)
     arr, buf, back = flat(tensor)
@@ -290,7 +308,9 @@ def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
-    """Rank i's ``output`` becomes the reduction of every rank's ``input_list[i]``."""
+    """Rank i's ``output`` becomes the reduction of every rank's ``input_list[i]``.
+    >>> out = dtrain.zeros(2)
+    >>> dist.reduce_scatter(out, [dtrain.ones(2) for _ in range(world)])"""
     pg = resolve(group)
     _count(pg, input_list, "input_list")
     arr, buf, back = flat(output, "output")
@@ -309,7 +329,8 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
-    """``input`` is split into one chunk per rank; rank i gets the reduction of chunk i."""
+    """``input`` is split into one chunk per rank; rank i gets the reduction of chunk i.
+    >>> out = dtrain.zeros(2); dist.reduce_scatter_tensor(out, dtrain.ones(2 * world))"""
     pg = resolve(group)
     arr, _, _ = flat(input, "input", writable=False)
     out, _, _ = flat(output, "output", writable=False)
@@ -321,7 +342,9 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=F
 
 
 def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False):
-    """Rank i's ``input_tensor_list[j]`` lands in rank j's ``output_tensor_list[i]``."""
+    """Rank i's ``input_tensor_list[j]`` lands in rank j's ``output_tensor_list[i]``.
+    >>> outs = [dtrain.zeros(1) for _ in range(world)]
+    >>> dist.all_to_all(outs, [dtrain.full((1,), rank * 10.0 + j) for j in range(world)])"""
     pg = resolve(group)
     _count(pg, output_tensor_list, "output_tensor_list")
     _count(pg, input_tensor_list, "input_tensor_list")
@@ -341,7 +364,8 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False
 
 def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=None,
                       group=None, async_op=False):
-    """``all_to_all`` on single tensors split along dim 0 (evenly unless sizes are given)."""
+    """``all_to_all`` on single tensors split along dim 0 (evenly unless sizes are given).
+    >>> out = dtrain.zeros(world); dist.all_to_all_single(out, dtrain.ones(world) * rank)"""
     pg = resolve(group)
     n = pg.size()
 
@@ -360,7 +384,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
 
 
 def barrier(group=None, async_op=False, device_ids=None):
-    """Wait until every rank of the group has reached this call."""
+    """Wait until every rank of the group has reached this call. >>> dist.barrier()"""
     pg = resolve(group)
     work = pg.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ())
     return _finish(work, async_op)

@@ -34,7 +34,13 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class ProcessException(Exception):
-    """A process started by spawn failed; ``error_index`` and ``error_pid`` say which."""
+    """A process started by spawn failed; ``error_index`` and ``error_pid`` say which.
+
+    >>> try:  # doctest: +SKIP
+    ...     mp.spawn(train, nprocs=2)
+    ... except mp.ProcessException as e:
+    ...     print(f"process {e.error_index} (pid {e.error_pid}) failed")
+    """
 
     __slots__ = ["error_index", "error_pid"]
 
@@ -49,11 +55,18 @@ class ProcessException(Exception):
 
 
 class ProcessRaisedException(ProcessException):
-    """A process failed because ``fn`` raised; the message holds the child's traceback."""
+    """A process failed because ``fn`` raised; the message holds the child's traceback.
+
+    >>> mp.spawn(lambda i: 1 / 0, nprocs=2)  # raises it, with the traceback  # doctest: +SKIP
+    """
 
 
 class ProcessExitedException(ProcessException):
-    """A process exited non-zero or was killed by a signal without raising a Python exception."""
+    """A process exited non-zero or was killed by a signal without raising a Python exception.
+    ``exit_code`` is negative for a signal, whose name is in ``signal_name``.
+
+    >>> mp.spawn(lambda i: os._exit(3), nprocs=2)  # raises it, exit_code 3  # doctest: +SKIP
+    """
 
     __slots__ = ["exit_code"]
 

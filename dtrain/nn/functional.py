@@ -19,17 +19,17 @@ from ..ops.pointwise import relu as _relu
 
 
 def relu(input, inplace=False):
-    """max(0, x); ``inplace=True`` overwrites ``input``."""
+    """max(0, x); ``inplace=True`` overwrites ``input``. >>> F.relu(x)"""
     return input.relu_() if inplace else _relu(input)
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
-    """exp(x) / sum(exp(x)) along ``dim``."""
+    """exp(x) / sum(exp(x)) along ``dim``. >>> probs = F.softmax(logits, dim=1)"""
     return _softmax(input, _implicit_dim("softmax", input, dim), dtype)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
-    """log(softmax(x)) along ``dim``, computed stably."""
+    """log(softmax(x)) along ``dim``, computed stably. >>> F.log_softmax(logits, dim=1)"""
     return _log_softmax(input, _implicit_dim("log_softmax", input, dim), dtype)
 
 

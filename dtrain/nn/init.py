@@ -13,7 +13,8 @@ from ..creation import default_generator
 
 
 def calculate_gain(nonlinearity, param=None):
-    """torch's recommended gain for a nonlinearity (e.g. sqrt(2) for relu)."""
+    """torch's recommended gain for a nonlinearity (e.g. sqrt(2) for relu).
+    >>> nn.init.calculate_gain("leaky_relu", 0.2)"""
     linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
               "conv_transpose3d", "sigmoid")
     if nonlinearity in linear:
@@ -51,18 +52,19 @@ def _fill(tensor, values):
 
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
-    """Fill with U(a, b)."""
+    """Fill with U(a, b). >>> nn.init.uniform_(layer.bias, -0.1, 0.1)"""
     return _fill(tensor, (generator or default_generator()).uniform(a, b, tensor._data.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
-    """Fill with N(mean, std^2)."""
+    """Fill with N(mean, std^2). >>> nn.init.normal_(emb.weight, std=0.02)"""
     return _fill(tensor, (generator or default_generator()).normal(mean, std,
                                                                    tensor._data.shape))
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
-    """Fill with N(mean, std^2) redrawn until inside [a, b]."""
+    """Fill with N(mean, std^2) redrawn until inside [a, b].
+    >>> nn.init.trunc_normal_(layer.weight, std=0.02, a=-0.04, b=0.04)"""
     rng = generator or default_generator()
     out = rng.normal(mean, std, tensor._data.shape)
     bad = (out < a) | (out > b)
@@ -73,32 +75,38 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
 
 
 def constant_(tensor, val):
+    """Fill with ``val``. >>> nn.init.constant_(layer.bias, 0.1)"""
     return _fill(tensor, val)
 
 
 def ones_(tensor):
+    """Fill with ones. >>> nn.init.ones_(norm.weight)"""
     return _fill(tensor, 1)
 
 
 def zeros_(tensor):
+    """Fill with zeros. >>> nn.init.zeros_(layer.bias)"""
     return _fill(tensor, 0)
 
 
 def eye_(tensor):
+    """Fill a 2-D tensor with the identity matrix. >>> nn.init.eye_(nn.Linear(4, 4).weight)"""
     if tensor.dim() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     return _fill(tensor, np.eye(*tensor.shape))
 
 
 def xavier_uniform_(tensor, gain=1.0, generator=None):
-    """Glorot uniform: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out))."""
+    """Glorot uniform: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)).
+    >>> nn.init.xavier_uniform_(layer.weight, gain=nn.init.calculate_gain("tanh"))"""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     a = gain * math.sqrt(6.0 / float(fan_in + fan_out))
     return uniform_(tensor, -a, a, generator)
 
 
 def xavier_normal_(tensor, gain=1.0, generator=None):
-    """Glorot normal: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
+    """Glorot normal: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out)).
+    >>> nn.init.xavier_normal_(layer.weight)"""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
 

@@ -76,14 +76,15 @@ DropoutBackward = type("MulBackward0", (_Dropout,), {})  # torch 2.13 records dr
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    """max(0, x) + negative_slope * min(0, x)."""
+    """max(0, x) + negative_slope * min(0, x). >>> F.leaky_relu(x, 0.2)"""
     if inplace:
         return input._assign(LeakyReluBackward1.apply(input, negative_slope))
     return LeakyReluBackward0.apply(input, negative_slope)
 
 
 def gelu(input, approximate="none"):
-    """x * Phi(x), or its tanh approximation with ``approximate="tanh"``."""
+    """x * Phi(x), or its tanh approximation with ``approximate="tanh"``.
+    >>> F.gelu(x, approximate="tanh")"""
     if approximate not in ("none", "tanh"):
         raise RuntimeError("approximate argument must be either none or tanh.")
     return GeluBackward0.apply(input, approximate)

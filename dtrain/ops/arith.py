@@ -230,7 +230,7 @@ def sub(input, other, *, alpha=1):
 
 
 def rsub(input, other):
-    """``other - input`` (torch's reflected subtraction)."""
+    """``other - input`` (torch's reflected subtraction). >>> dtrain.rsub(x, 1)"""
     return binary(RsubBackward1, input, other)
 
 
@@ -242,7 +242,8 @@ def mul(input, other):
 
 
 def div(input, other, *, rounding_mode=None):
-    """True division (integers give floats), or ``rounding_mode`` "trunc"/"floor"."""
+    """True division (integers give floats), or ``rounding_mode`` "trunc"/"floor".
+    >>> dtrain.div(dtrain.tensor([7, -7]), 2, rounding_mode="floor")"""
     if rounding_mode is not None:
         return _rounded_div(input, other, rounding_mode)
     if not isinstance(input, Tensor):
@@ -273,10 +274,14 @@ def _rounded_div(a, b, mode):
 
 
 def floor_divide(input, other):
+    """``input // other``, rounding down (``div(..., rounding_mode="floor")``).
+    >>> dtrain.floor_divide(dtrain.tensor([7, -7]), 2)"""
     return _rounded_div(input, other, "floor")
 
 
 def remainder(input, other):
+    """Python's ``%``: the result has the sign of ``other``. No gradient is recorded.
+    >>> dtrain.remainder(dtrain.tensor([-3, 3]), 2)"""
     a, b = _check_operand(input), _check_operand(other)
     dtype = promote(a, b)
     x = a._data if isinstance(a, Tensor) else a
@@ -297,4 +302,5 @@ def pow(input, exponent):
 
 
 def square(input):
+    """``input ** 2``. >>> dtrain.square(x)"""
     return pow(input, 2)

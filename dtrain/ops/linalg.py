@@ -97,7 +97,7 @@ def matmul(input, other):
                            f"broadcast ({e})") from None
 
 
-def _exact(name, cls, ndim_a, ndim_b):
+def _exact(name, cls, ndim_a, ndim_b, example):
     def op(input, other):
         _check(input, other, name)
         if input._data.ndim != ndim_a or other._data.ndim != ndim_b:
@@ -110,18 +110,19 @@ def _exact(name, cls, ndim_a, ndim_b):
             return matmul(input, other)  # raises matmul's size error
         return cls.apply(input, other)
     op.__name__ = name
-    op.__doc__ = f"torch.{name}: matmul restricted to {ndim_a}-D @ {ndim_b}-D operands."
+    op.__doc__ = (f"torch.{name}: matmul restricted to {ndim_a}-D @ {ndim_b}-D operands. "
+                  f">>> dtrain.{name}({example})")
     return op
 
 
-mm = _exact("mm", MmBackward0, 2, 2)
-bmm = _exact("bmm", BmmBackward0, 3, 3)
-mv = _exact("mv", MvBackward0, 2, 1)
-dot = _exact("dot", DotBackward0, 1, 1)
+mm = _exact("mm", MmBackward0, 2, 2, "dtrain.ones(2, 3), dtrain.ones(3, 4)")
+bmm = _exact("bmm", BmmBackward0, 3, 3, "dtrain.ones(5, 2, 3), dtrain.ones(5, 3, 4)")
+mv = _exact("mv", MvBackward0, 2, 1, "dtrain.ones(2, 3), dtrain.ones(3)")
+dot = _exact("dot", DotBackward0, 1, 1, "dtrain.ones(3), dtrain.ones(3)")
 
 
 def outer(input, vec2):
-    """Outer product of two vectors."""
+    """Outer product of two vectors. >>> dtrain.outer(dtrain.ones(2), dtrain.ones(3)).shape"""
     return input.unsqueeze(1) * vec2.unsqueeze(0)
 
 

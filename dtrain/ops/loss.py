@@ -323,7 +323,7 @@ class BinaryCrossEntropyWithLogitsBackward0(_Bce):
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
     """BCE between probabilities ``input`` and targets in [0, 1]; ``weight`` broadcasts
-    against them. >>> F.binary_cross_entropy(torch.sigmoid(z), y)"""
+    against them. >>> F.binary_cross_entropy(dtrain.sigmoid(z), y)"""
     reduction = _reduction(size_average, reduce, reduction)
     if input._data.shape != target._data.shape:
         raise ValueError(f"Using a target size ({Size(target._data.shape)}) that is different to "

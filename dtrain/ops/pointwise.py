@@ -161,7 +161,8 @@ class ClampBackward1(Function):
 
 
 def clamp(input, min=None, max=None):
-    """Limit values to [min, max]; the gradient passes where the input is inside the range."""
+    """Limit values to [min, max]; the gradient passes where the input is inside the range.
+    >>> dtrain.clamp(x, min=-1.0, max=1.0); x.clamp(min=0)"""
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
@@ -197,11 +198,15 @@ class MinimumBackward0(MaximumBackward0):
 
 
 def maximum(input, other):
+    """Elementwise larger of ``input`` and ``other``; ties split the gradient.
+    >>> dtrain.maximum(x, y)"""
     return binary(MaximumBackward0, input, other if isinstance(other, Tensor)
                   else Tensor._make(np.asarray(other, dtype=promote(input, other))))
 
 
 def minimum(input, other):
+    """Elementwise smaller of ``input`` and ``other``; ties split the gradient.
+    >>> dtrain.minimum(x, y)"""
     return binary(MinimumBackward0, input, other if isinstance(other, Tensor)
                   else Tensor._make(np.asarray(other, dtype=promote(input, other))))
 
@@ -221,7 +226,7 @@ class WhereBackward0(Function):
 
 def where(condition, input=None, other=None):
     """``input`` where ``condition`` holds, else ``other``; or, with one argument, the indices
-    where it holds (like ``nonzero(as_tuple=True)``)."""
+    where it holds (like ``nonzero(as_tuple=True)``). >>> dtrain.where(x > 0, x, 0.0)"""
     if input is None and other is None:
         return tuple(Tensor._make(i) for i in np.nonzero(condition._data))
     if condition._data.dtype != np.bool_:
@@ -250,6 +255,8 @@ class MaskedFillBackward0(Function):
 
 
 def masked_fill(input, mask, value):
+    """``value`` where the bool ``mask`` is True, else ``input``; no gradient flows to the
+    filled places. >>> scores.masked_fill(~mask, float("-inf"))"""
     if isinstance(value, Tensor):
         value = value.item()
     return MaskedFillBackward0.apply(input, mask, value)
@@ -272,7 +279,7 @@ class CloneBackward0(Function):
 
 
 def clone(input, *, memory_format=None):
-    """A copy that stays in the graph (its gradient flows back to ``input``)."""
+    """A copy that stays in the graph (its gradient flows back to ``input``). >>> y = x.clone()"""
     return CloneBackward0.apply(input)
 
 
@@ -289,3 +296,15 @@ exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid, neg, abs, relu = (
                            SigmoidBackward0, NegBackward0, AbsBackward0, ReluBackward0))
 negative = neg
 absolute = abs
+exp.__doc__ = "Elementwise e ** x. >>> dtrain.exp(x); x.exp()"
+log.__doc__ = "Elementwise natural logarithm. >>> dtrain.log(x); x.log()"
+sqrt.__doc__ = "Elementwise square root. >>> dtrain.sqrt(x); x.sqrt()"
+rsqrt.__doc__ = "Elementwise 1 / sqrt(x). >>> dtrain.rsqrt(var + 1e-5)"
+reciprocal.__doc__ = "Elementwise 1 / x. >>> dtrain.reciprocal(x); x.reciprocal()"
+sin.__doc__ = "Elementwise sine. >>> dtrain.sin(x); x.sin()"
+cos.__doc__ = "Elementwise cosine. >>> dtrain.cos(x); x.cos()"
+tanh.__doc__ = "Elementwise hyperbolic tangent. >>> dtrain.tanh(x); x.tanh()"
+sigmoid.__doc__ = "Elementwise 1 / (1 + exp(-x)). >>> dtrain.sigmoid(logits)"
+neg.__doc__ = "Elementwise -x. >>> dtrain.neg(x); -x"
+abs.__doc__ = "Elementwise absolute value; the gradient at 0 is 0. >>> dtrain.abs(x); abs(x)"
+relu.__doc__ = "Elementwise max(0, x); the gradient at 0 is 0. >>> dtrain.relu(x); x.relu()"

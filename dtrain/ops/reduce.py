@@ -180,20 +180,26 @@ def _max_min(full, along, input, dim, keepdim, other):
 
 
 def max(input, dim=None, keepdim=False, *, other=None):
-    """Largest element; with ``dim``, a (values, indices) pair; with a tensor, ``maximum``."""
+    """Largest element; with ``dim``, a (values, indices) pair; with a tensor, ``maximum``.
+    >>> values, indices = dtrain.tensor([[1., 5.], [7., 2.]]).max(dim=1)"""
     return _max_min(MaxBackward1, MaxBackward0, input, dim, keepdim, other)
 
 
 def min(input, dim=None, keepdim=False, *, other=None):
-    """Smallest element; with ``dim``, a (values, indices) pair; with a tensor, ``minimum``."""
+    """Smallest element; with ``dim``, a (values, indices) pair; with a tensor, ``minimum``.
+    >>> values, indices = dtrain.tensor([[1., 5.], [7., 2.]]).min(dim=1)"""
     return _max_min(MinBackward1, MinBackward0, input, dim, keepdim, other)
 
 
 def amax(input, dim=(), keepdim=False):
+    """Largest values over ``dim`` (all dims by default); ties share the gradient.
+    >>> x.amax(dim=(0, 1))"""
     return AmaxBackward0.apply(input, dim=None if dim == () else dim, keepdim=keepdim)
 
 
 def amin(input, dim=(), keepdim=False):
+    """Smallest values over ``dim`` (all dims by default); ties share the gradient.
+    >>> x.amin(dim=1)"""
     return AminBackward0.apply(input, dim=None if dim == () else dim, keepdim=keepdim)
 
 
@@ -208,12 +214,14 @@ def _arg(fn, input, dim, keepdim):
 
 
 def argmax(input, dim=None, keepdim=False):
-    """Index of the largest element (of the flattened input unless ``dim`` is given)."""
+    """Index of the largest element (of the flattened input unless ``dim`` is given).
+    >>> logits.argmax(dim=1)"""
     return _arg(np.argmax, input, dim, keepdim)
 
 
 def argmin(input, dim=None, keepdim=False):
-    """Index of the smallest element (of the flattened input unless ``dim`` is given)."""
+    """Index of the smallest element (of the flattened input unless ``dim`` is given).
+    >>> dtrain.argmin(dtrain.tensor([3, 1, 2]))"""
     return _arg(np.argmin, input, dim, keepdim)
 
 
@@ -260,7 +268,8 @@ def _correction(unbiased, correction):
 
 
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """Variance (Bessel-corrected unless ``unbiased=False`` or ``correction=0``)."""
+    """Variance (Bessel-corrected unless ``unbiased=False`` or ``correction=0``).
+    >>> x.var(dim=0, correction=0)"""
     if isinstance(dim, bool):
         unbiased, dim = dim, None
     return VarBackward0.apply(input, dim=dim, correction=_correction(unbiased, correction),
@@ -268,7 +277,8 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """Standard deviation (Bessel-corrected unless ``unbiased=False`` or ``correction=0``)."""
+    """Standard deviation (Bessel-corrected unless ``unbiased=False`` or ``correction=0``).
+    >>> x.std(dim=0, keepdim=True)"""
     if isinstance(dim, bool):
         unbiased, dim = dim, None
     return StdBackward0.apply(input, dim=dim, correction=_correction(unbiased, correction),
@@ -276,21 +286,23 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):
-    """Sum of all elements, or over ``dim`` (an int or a tuple). Integers sum to int64."""
+    """Sum of all elements, or over ``dim`` (an int or a tuple). Integers sum to int64.
+    >>> x.sum(); x.sum(dim=1, keepdim=True)"""
     np_dtype = _dtypes.to_dtype(dtype).np if dtype is not None else None
     cls = SumBackward0 if dim is None else SumBackward1
     return cls.apply(input, dim=dim, keepdim=keepdim, dtype=np_dtype)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):
-    """Mean of all elements, or over ``dim``. The input must be floating point."""
+    """Mean of all elements, or over ``dim``. The input must be floating point.
+    >>> dtrain.mean(x, dim=(0, 2))"""
     np_dtype = _dtypes.to_dtype(dtype).np if dtype is not None else None
     cls = MeanBackward0 if dim is None else MeanBackward1
     return cls.apply(input, dim=dim, keepdim=keepdim, dtype=np_dtype)
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None):
-    """Product of all elements, or along one ``dim``."""
+    """Product of all elements, or along one ``dim``. >>> x.prod(dim=1)"""
     if dtype is not None:
         input = input.to(dtype)
     if dim is None:
@@ -354,17 +366,17 @@ def _softmax_dtype(input, dtype):
 
 
 def softmax(input, dim, dtype=None):
-    """exp(x) / sum(exp(x)) along ``dim``, computed stably."""
+    """exp(x) / sum(exp(x)) along ``dim``, computed stably. >>> dtrain.softmax(logits, dim=1)"""
     return SoftmaxBackward0.apply(_softmax_dtype(input, dtype), dim=dim)
 
 
 def log_softmax(input, dim, dtype=None):
-    """log(softmax(x)) along ``dim``, computed stably."""
+    """log(softmax(x)) along ``dim``, computed stably. >>> logits.log_softmax(dim=1)"""
     return LogSoftmaxBackward0.apply(_softmax_dtype(input, dtype), dim=dim)
 
 
 def logsumexp(input, dim, keepdim=False):
-    """log(sum(exp(x))) over ``dim``, computed stably."""
+    """log(sum(exp(x))) over ``dim``, computed stably. >>> dtrain.logsumexp(x, dim=1)"""
     return LogsumexpBackward0.apply(input, dim=dim, keepdim=keepdim)
 
 
@@ -393,7 +405,8 @@ class SortBackward0(Function):
 
 
 def sort(input, dim=-1, descending=False, stable=False):
-    """Sorted values along ``dim`` and the indices they came from."""
+    """Sorted values along ``dim`` and the indices they came from.
+    >>> values, indices = dtrain.sort(dtrain.tensor([3., 1., 2.]), descending=True)"""
     fn = SortBackward0()
     fn.prepare((input,))
     out = fn.attach((input,), fn.forward(input._data, dim, descending, stable))
@@ -401,14 +414,19 @@ def sort(input, dim=-1, descending=False, stable=False):
 
 
 def argsort(input, dim=-1, descending=False, stable=False):
+    """The indices that sort ``input`` along ``dim``. >>> dtrain.argsort(x, dim=1)"""
     return sort(input, dim, descending, stable).indices
 
 
 def all(input, dim=None, keepdim=False):
+    """True (a bool tensor) if every element, or every one along ``dim``, is nonzero.
+    >>> (x > 0).all()"""
     return Tensor._make(np.asarray(np.all(input._data, axis=_axes(dim, input._data.ndim),
                                           keepdims=keepdim)))
 
 
 def any(input, dim=None, keepdim=False):
+    """True (a bool tensor) if some element, or some one along ``dim``, is nonzero.
+    >>> dtrain.isnan(x).any()"""
     return Tensor._make(np.asarray(np.any(input._data, axis=_axes(dim, input._data.ndim),
                                           keepdims=keepdim)))

@@ -18,7 +18,7 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
-    """x for x > 0, else negative_slope * x."""
+    """x for x > 0, else negative_slope * x. >>> nn.LeakyReLU(0.2)"""
 
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
@@ -33,17 +33,21 @@ class LeakyReLU(Module):
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)), elementwise. >>> nn.Sigmoid()(logits)"""
+
     def forward(self, input):
         return input.sigmoid()
 
 
 class Tanh(Module):
+    """Hyperbolic tangent, elementwise. >>> nn.Tanh()(x)"""
+
     def forward(self, input):
         return input.tanh()
 
 
 class GELU(Module):
-    """x * Phi(x) (``approximate="tanh"`` for the tanh form)."""
+    """x * Phi(x) (``approximate="tanh"`` for the tanh form). >>> nn.GELU(approximate="tanh")"""
 
     def __init__(self, approximate="none"):
         super().__init__()

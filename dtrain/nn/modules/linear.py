@@ -9,7 +9,8 @@ from .module import Module
 
 
 class Identity(Module):
-    """Returns its input unchanged (any constructor arguments are ignored, as in torch)."""
+    """Returns its input unchanged (any constructor arguments are ignored, as in torch).
+    >>> model.fc = nn.Identity()"""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -48,7 +49,8 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """Flatten dims ``start_dim``..``end_dim`` (by default all but the batch dim)."""
+    """Flatten dims ``start_dim``..``end_dim`` (by default all but the batch dim).
+    >>> nn.Flatten()(dtrain.zeros(8, 1, 8, 8)).shape"""
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
@@ -62,7 +64,7 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
-    """Split dim ``dim`` into ``unflattened_size``."""
+    """Split dim ``dim`` into ``unflattened_size``. >>> nn.Unflatten(1, (1, 8, 8))(x)"""
 
     def __init__(self, dim, unflattened_size):
         super().__init__()

@@ -35,7 +35,8 @@ class CrossEntropyLoss(_WeightedLoss):
 
 
 class NLLLoss(_WeightedLoss):
-    """Negative log-likelihood of class indices under log-probabilities."""
+    """Negative log-likelihood of class indices under log-probabilities.
+    >>> nn.NLLLoss()(F.log_softmax(logits, dim=1), labels)"""
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
                  reduction="mean"):
@@ -48,21 +49,21 @@ class NLLLoss(_WeightedLoss):
 
 
 class MSELoss(_Loss):
-    """Mean squared error."""
+    """Mean squared error. >>> nn.MSELoss()(pred, target)"""
 
     def forward(self, input, target):
         return F.mse_loss(input, target, reduction=self.reduction)
 
 
 class L1Loss(_Loss):
-    """Mean absolute error."""
+    """Mean absolute error. >>> nn.L1Loss(reduction="sum")(pred, target)"""
 
     def forward(self, input, target):
         return F.l1_loss(input, target, reduction=self.reduction)
 
 
 class BCELoss(_WeightedLoss):
-    """Binary cross-entropy of probabilities."""
+    """Binary cross-entropy of probabilities. >>> nn.BCELoss()(dtrain.sigmoid(z), y)"""
 
     def forward(self, input, target):
         return F.binary_cross_entropy(input, target, weight=self.weight,
@@ -70,7 +71,8 @@ class BCELoss(_WeightedLoss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Sigmoid + binary cross-entropy, computed stably from logits."""
+    """Sigmoid + binary cross-entropy, computed stably from logits.
+    >>> nn.BCEWithLogitsLoss(pos_weight=dtrain.tensor([3.0]))(z, y)"""
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
                  pos_weight=None):

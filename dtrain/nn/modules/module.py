@@ -54,6 +54,8 @@ class Module(StateDictMixin):
         set_(self, "_forward_hooks", _HookList())
 
     def forward(self, *args, **kwargs):
+        """The computation; subclasses define it, and ``module(x)`` calls it through the hooks.
+        >>> def forward(self, x): return self.fc(x).relu()"""
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
                                   '"forward" function')
 
@@ -219,7 +221,7 @@ class Module(StateDictMixin):
     register_module = add_module
 
     def get_submodule(self, target):
-        """The submodule at a dotted path such as ``"layer1.0"``."""
+        """The submodule at a dotted path such as ``"layer1.0"``. >>> model.get_submodule("0")"""
         mod = self
         for item in target.split(".") if target else ():
             if not hasattr(mod, item):
@@ -230,7 +232,8 @@ class Module(StateDictMixin):
         return mod
 
     def get_parameter(self, target):
-        """The Parameter at a dotted path such as ``"layer1.0.weight"``."""
+        """The Parameter at a dotted path such as ``"layer1.0.weight"``.
+        >>> model.get_parameter("0.weight")"""
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
         if not hasattr(mod, name):
@@ -241,7 +244,8 @@ class Module(StateDictMixin):
         return param
 
     def get_buffer(self, target):
-        """The buffer at a dotted path such as ``"bn.running_mean"``."""
+        """The buffer at a dotted path such as ``"bn.running_mean"``.
+        >>> model.get_buffer("bn.running_mean")"""
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
         if not hasattr(mod, name):
@@ -252,7 +256,8 @@ class Module(StateDictMixin):
 
     # --- traversal --------------------------------------------------------------------------
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
-        """Yield (dotted name, module) for this module and every descendant, once each."""
+        """Yield (dotted name, module) for this module and every descendant, once each.
+        >>> [name for name, _ in model.named_modules()]"""
         if memo is None:
             memo = set()
         if remove_duplicate:
@@ -266,10 +271,14 @@ class Module(StateDictMixin):
                 yield from child.named_modules(memo, sub, remove_duplicate)
 
     def modules(self):
+        """Yield this module and every descendant, once each.
+        >>> n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())"""
         for _, m in self.named_modules():
             yield m
 
     def named_children(self):
+        """Yield (name, module) for each direct child, once each.
+        >>> for name, child in model.named_children(): print(name)"""
         seen = set()
         for name, child in self._modules.items():
             if child is not None and id(child) not in seen:
@@ -277,6 +286,7 @@ class Module(StateDictMixin):
                 yield name, child
 
     def children(self):
+        """Yield each direct child module, once. >>> list(model.children())"""
         for _, m in self.named_children():
             yield m
 
@@ -293,18 +303,23 @@ class Module(StateDictMixin):
                 yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
-        """Yield (dotted name, Parameter), e.g. ``("layer1.0.weight", ...)``."""
+        """Yield (dotted name, Parameter), e.g. ``("layer1.0.weight", ...)``.
+        >>> {name: p.shape for name, p in model.named_parameters()}"""
         return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse=True):
-        """Yield every parameter once (shared ones are not repeated)."""
+        """Yield every parameter once (shared ones are not repeated).
+        >>> opt = dtrain.optim.SGD(model.parameters(), lr=0.1)"""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        """Yield (dotted name, buffer), e.g. ``("bn.running_mean", ...)``.
+        >>> [name for name, _ in model.named_buffers()]"""
         return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse=True):
+        """Yield every buffer once. >>> n = sum(b.numel() for b in model.buffers())"""
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
@@ -323,16 +338,19 @@ class Module(StateDictMixin):
         return self
 
     def eval(self):
-        """Set evaluation mode; same as ``train(False)``."""
+        """Set evaluation mode; same as ``train(False)``. >>> model.eval()"""
         return self.train(False)
 
     def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter; returns self.
+        >>> backbone.requires_grad_(False)   # freeze it"""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
 
     def zero_grad(self, set_to_none=True):
-        """Reset every parameter's gradient (to None by default, as in torch)."""
+        """Reset every parameter's gradient (to None by default, as in torch).
+        >>> model.zero_grad()"""
         for p in self.parameters():
             if p.grad is not None:
                 if set_to_none:
@@ -342,7 +360,8 @@ class Module(StateDictMixin):
                     p.grad.zero_()
 
     def apply(self, fn):
-        """Call ``fn(module)`` on every submodule (children first) and on self."""
+        """Call ``fn(module)`` on every submodule (children first) and on self; returns self.
+        >>> model.apply(lambda m: print(type(m).__name__))"""
         for child in self.children():
             child.apply(fn)
         fn(self)
@@ -362,7 +381,8 @@ class Module(StateDictMixin):
         return self
 
     def to(self, *args, **kwargs):
-        """Cast floating-point parameters and buffers to a dtype (the device must be "cpu")."""
+        """Cast floating-point parameters and buffers to a dtype (the device must be "cpu"), in
+        place; returns self. >>> model.to(dtrain.float64)"""
         dtype = kwargs.pop("dtype", None)
         _dtypes.check_device(kwargs.pop("device", None))
         kwargs.pop("non_blocking", None)
@@ -382,22 +402,30 @@ class Module(StateDictMixin):
         return self._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
 
     def float(self):
+        """``self.to(dtrain.float32)``. >>> model.float()"""
         return self.to(_dtypes.float32)
 
     def double(self):
+        """``self.to(dtrain.float64)``. >>> model.double()"""
         return self.to(_dtypes.float64)
 
     def half(self):
+        """``self.to(dtrain.float16)``. >>> model.half()"""
         return self.to(_dtypes.float16)
 
     def cpu(self):
+        """``self``: dtrain modules always live on the CPU. >>> model.cpu()"""
         return self
 
     def cuda(self, device=None):
+        """Raises RuntimeError: dtrain runs on the CPU only. >>> model.cuda()  # RuntimeError"""
         _dtypes.check_device("cuda")
 
     # --- printing -----------------------------------------------------------------------------
     def extra_repr(self):
+        """Text shown inside this module's repr; subclasses override it.
+        >>> def extra_repr(self): return f"in_features={self.in_features}"
+        """
         return ""
 
     def __repr__(self):

@@ -67,6 +67,12 @@ class LRScheduler:
         return self._last_lr
 
     def get_lr(self):
+        """The lrs for ``last_epoch``, one per group; subclasses implement it and ``step()``
+        calls it. Called directly it warns (as in torch): use ``get_last_lr()`` instead.
+
+        >>> class Halving(LRScheduler):
+        ...     def get_lr(self): return [g["lr"] / 2 for g in self.optimizer.param_groups]
+        """
         raise NotImplementedError
 
     def step(self, epoch=None):

@@ -90,6 +90,9 @@ class OneCycleLR(LRScheduler):
         return (end - start) * pct + start
 
     def get_lr(self):
+        """The lrs of the current phase at ``last_epoch``; with ``cycle_momentum`` it also sets
+        each group's momentum (or beta1); ``step()`` calls it.
+        >>> sched.step(); sched.get_last_lr()"""
         self._warn_if_called_directly()
         step_num = self.last_epoch
         if step_num > self.total_steps:

@@ -27,13 +27,16 @@ class LambdaLR(LRScheduler):
 
     def state_dict(self):
         """As the base's, but a lambda is saved only when it is a callable object (its
-        ``__dict__``); plain functions and lambdas are saved as None."""
+        ``__dict__``); plain functions and lambdas are saved as None.
+        >>> ckpt["sched"] = sched.state_dict()"""
         state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
         state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else fn.__dict__.copy()
                                for fn in self.lr_lambdas]
         return state
 
     def load_state_dict(self, state_dict):
+        """Restore a ``state_dict()``; the saved state of callable objects is put back into
+        this scheduler's own lr_lambdas. >>> sched.load_state_dict(ckpt["sched"])"""
         state_dict = dict(state_dict)
         lr_lambdas = state_dict.pop("lr_lambdas")
         self.__dict__.update(state_dict)
@@ -42,6 +45,8 @@ class LambdaLR(LRScheduler):
                 fn.__dict__.update(saved)
 
     def get_lr(self):
+        """Each initial lr times ``lr_lambda(last_epoch)``; ``step()`` calls it.
+        >>> sched.step(); sched.get_last_lr()"""
         self._warn_if_called_directly()
         return [base_lr * lmbda(self.last_epoch)
                 for lmbda, base_lr in zip(self.lr_lambdas, self.base_lrs)]
@@ -59,6 +64,8 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """The current lrs, times ``gamma`` every ``step_size`` epochs; ``step()`` calls it.
+        >>> sched.step(); sched.get_last_lr()"""
         self._warn_if_called_directly()
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return self._current_lrs()
@@ -82,6 +89,8 @@ class MultiStepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """The current lrs, times ``gamma`` (per listing) at a milestone; ``step()`` calls it.
+        >>> sched.step(); sched.get_last_lr()"""
         self._warn_if_called_directly()
         if self.last_epoch not in self.milestones:
             return self._current_lrs()
@@ -104,6 +113,8 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """The current lrs times ``gamma``; ``step()`` calls it.
+        >>> sched.step(); sched.get_last_lr()"""
         self._warn_if_called_directly()
         if self._is_initial:  # resuming from a checkpoint must not decay one epoch ahead
             return self._current_lrs()
@@ -126,6 +137,8 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """The next point of the cosine, from the current lrs (chainable); ``step()`` calls it.
+        >>> sched.step(); sched.get_last_lr()"""
         self._warn_if_called_directly()
         eta_min, t_max, epoch = self.eta_min, self.T_max, self.last_epoch
         if self._is_initial:
@@ -166,6 +179,8 @@ class LinearLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """The current lrs times the change in the linear factor; ``step()`` calls it.
+        >>> sched.step(); sched.get_last_lr()"""
         self._warn_if_called_directly()
         if self.last_epoch == 0:
             return [lr * self.start_factor for lr in self._current_lrs()]

@@ -108,7 +108,8 @@ def default_convert(data):
 
 
 def get_worker_info():
-    """None: dtrain loads data in the calling process, which torch reports the same way."""
+    """None: dtrain loads data in the calling process, which torch reports the same way.
+    >>> dtrain.utils.data.get_worker_info() is None"""
     return None
 
 
