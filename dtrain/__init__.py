@@ -63,35 +63,69 @@ def __getattr__(name):
 
 
 def is_tensor(obj):
-    """True if ``obj`` is a dtrain Tensor."""
+    """True if ``obj`` is a dtrain Tensor.
+
+    >>> dtrain.is_tensor(dtrain.ones(2)), dtrain.is_tensor([1.0, 2.0])
+    (True, False)
+    """
     return isinstance(obj, Tensor)
 
 
 def numel(input):
+    """The number of elements of ``input``.
+
+    >>> dtrain.numel(dtrain.zeros(2, 3))
+    6
+    """
     return input.numel()
 
 
 def detach(input):
+    """A tensor sharing ``input``'s storage but outside the autograd graph (``input.detach()``).
+
+    >>> dtrain.detach(dtrain.ones(2, requires_grad=True)).requires_grad
+    False
+    """
     return input.detach()
 
 
 def is_floating_point(input):
+    """True if ``input``'s dtype is a floating-point type.
+
+    >>> dtrain.is_floating_point(dtrain.ones(2)), dtrain.is_floating_point(dtrain.tensor([1, 2]))
+    (True, False)
+    """
     return input.is_floating_point()
 
 
 def result_type(tensor1, tensor2):
-    """The dtype torch's promotion rules give for an op between the two operands."""
+    """The dtype torch's promotion rules give for an op between the two operands (tensors or
+    Python numbers).
+
+    >>> dtrain.result_type(dtrain.tensor([1, 2]), 1.0)
+    dtrain.float32
+    """
     from .ops.arith import promote
     return _dtypes.from_np(promote(tensor1, tensor2))
 
 
 def promote_types(type1, type2):
+    """The smallest dtype both dtypes promote to, by torch's rules: across categories (bool,
+    integer, floating) the higher category's dtype wins, where numpy would widen further.
+
+    >>> dtrain.promote_types(dtrain.int32, dtrain.float16)
+    dtrain.float16
+    """
     return _dtypes.from_np(_dtypes._promote_pair(_dtypes.to_dtype(type1).np,
                                                   _dtypes.to_dtype(type2).np))
 
 
 class cuda:
-    """dtrain runs on the CPU only: CUDA is never available."""
+    """dtrain runs on the CPU only: CUDA is never available.
+
+    >>> dtrain.cuda.is_available(), dtrain.cuda.device_count()
+    (False, 0)
+    """
 
     @staticmethod
     def is_available():

@@ -61,7 +61,11 @@ def set_default_dtype(d):
 
 
 def get_default_dtype():
-    """The default floating dtype (float32 unless changed by ``set_default_dtype``)."""
+    """The default floating dtype (float32 unless changed by ``set_default_dtype``).
+
+    >>> dtrain.get_default_dtype()
+    dtrain.float32
+    """
     return _default_float
 
 

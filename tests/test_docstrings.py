@@ -34,24 +34,7 @@ EXCLUDED = {
 
 # Public names whose docstrings live in files outside the change that added this test. Remove
 # an entry once its docstring has an example (test_pending_list_is_current says when).
-PENDING = {
-    "dtrain.get_default_dtype": "dtrain/_dtypes.py",
-    **{f"dtrain.{n}": "dtrain/__init__.py" for n in (
-        "is_tensor", "numel", "detach", "is_floating_point", "result_type", "promote_types",
-        "cuda")},
-    **{f"dtrain.distributed.{n}": "dtrain/distributed/errors.py" for n in (
-        "DistError", "DistBackendError", "DistMismatchError", "DistPeerError", "DistStoreError",
-        "DistStoreTimeoutError", "DistTimeoutError")},
-    **{f"dtrain.distributed.{n}": "dtrain/distributed/state.py" for n in (
-        "GroupMember", "destroy_process_group", "get_backend", "group", "is_available",
-        "is_initialized")},
-    **{f"dtrain.distributed.{n}": "dtrain/distributed/objects.py" for n in (
-        "all_gather_object", "gather_object", "recv_object_list", "scatter_object_list",
-        "send_object_list")},
-    "dtrain.distributed.ProcessGroup": "dtrain/distributed/process_group.py",
-    "dtrain.distributed.Store": "dtrain/distributed/store.py",
-    "dtrain.distributed.CompletedWork": "dtrain/distributed/work.py",
-}
+PENDING = {}
 
 # examples that need a process group or start processes are only compiled, never run
 NOT_RUN = ("dtrain.distributed.", "dtrain.multiprocessing.", "dtrain.nn.parallel.")

@@ -50,7 +50,13 @@ def _padded(payload, size):
 
 
 def all_gather_object(object_list, obj, group=None):
-    """``object_list[i]`` becomes rank i's ``obj``, on every rank."""
+    """``object_list[i]`` becomes rank i's ``obj``, on every rank.
+
+    >>> out = [None] * dist.get_world_size()
+    >>> dist.all_gather_object(out, {"rank": dist.get_rank()})
+    >>> out   # on every rank of a two-rank job
+    [{'rank': 0}, {'rank': 1}]
+    """
     pg = resolve(group)
     payload = _to_bytes(obj)
     sizes = _gather_sizes(payload, pg, group)
@@ -62,7 +68,14 @@ def all_gather_object(object_list, obj, group=None):
 
 
 def gather_object(obj, object_gather_list=None, dst=0, group=None):
-    """``object_gather_list[i]`` on rank ``dst`` becomes rank i's ``obj``."""
+    """``object_gather_list[i]`` on rank ``dst`` becomes rank i's ``obj``; other ranks may pass
+    None as the list.
+
+    >>> out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    >>> dist.gather_object(f"rank {dist.get_rank()}", out, dst=0)
+    >>> out   # on rank 0 of a two-rank job
+    ['rank 0', 'rank 1']
+    """
     pg = resolve(group)
     payload = _to_bytes(obj)
     sizes = _gather_sizes(payload, pg, group)
@@ -77,7 +90,15 @@ def gather_object(obj, object_gather_list=None, dst=0, group=None):
 
 def scatter_object_list(scatter_object_output_list, scatter_object_input_list=None, src=0,
                         group=None):
-    """``scatter_object_output_list[0]`` on rank i becomes rank ``src``'s input item i."""
+    """``scatter_object_output_list[0]`` on rank i becomes rank ``src``'s input item i; other
+    ranks may pass None as the input list.
+
+    >>> out = [None]
+    >>> shards = [{"shard": i} for i in range(dist.get_world_size())] if rank == 0 else None
+    >>> dist.scatter_object_list(out, shards, src=0)
+    >>> out   # on rank 1
+    [{'shard': 1}]
+    """
     pg = resolve(group)
     me = pg.ranks[pg.me]
     payloads = [_to_bytes(o) for o in scatter_object_input_list] if me == src else None
@@ -92,7 +113,10 @@ def scatter_object_list(scatter_object_output_list, scatter_object_input_list=No
 
 
 def send_object_list(object_list, dst, group=None, device=None):
-    """Send a list of objects to rank ``dst`` (which calls recv_object_list)."""
+    """Send a list of objects to rank ``dst`` (which calls recv_object_list).
+
+    >>> dist.send_object_list(["step", 10], dst=1)   # on rank 0
+    """
     payloads = [_to_bytes(o) for o in object_list]
     send(np.array([p.size for p in payloads], np.int64), dst, group)
     data = np.concatenate(payloads) if payloads else np.empty(0, np.uint8)
@@ -100,7 +124,15 @@ def send_object_list(object_list, dst, group=None, device=None):
 
 
 def recv_object_list(object_list, src=None, group=None, device=None):
-    """Fill ``object_list`` with the objects rank ``src`` sent; returns the sender's rank."""
+    """Fill ``object_list`` with the objects rank ``src`` sent; returns the sender's rank.
+    ``object_list`` must have as many items as the list sent.
+
+    >>> objs = [None, None]
+    >>> dist.recv_object_list(objs, src=0)   # on rank 1
+    0
+    >>> objs
+    ['step', 10]
+    """
     sizes = np.zeros(len(object_list), np.int64)
     sender = recv(sizes, src, group)
     data = np.empty(int(sizes.sum()), np.uint8)

@@ -58,7 +58,12 @@ def _op_code(op):
 
 class ProcessGroup:
     """A set of ranks that communicate together. Every process of the job holds the same
-    groups, created in the same order, so a group's id is the same everywhere."""
+    groups, created in the same order, so a group's id is the same everywhere.
+
+    >>> g = dist.new_group([0, 1])
+    >>> g.size(), g.rank()   # on global rank 1
+    (2, 1)
+    """
 
     def __init__(self, gid, ranks, my_global_rank, engine, timeout, name=""):
         self.id = gid

@@ -42,15 +42,22 @@ class _NonGroupMember:
 
 
 class GroupMember:
-    """``WORLD`` stands for the default group; ``NON_GROUP_MEMBER`` is what ``new_group`` returns
-    to processes that are not in the new group."""
+    """``WORLD`` stands for the default group (None before init_process_group);
+    ``NON_GROUP_MEMBER`` is what ``new_group`` returns to processes that are not in the new group.
+
+    >>> g = dist.new_group([0, 1])
+    >>> if g is not dist.GroupMember.NON_GROUP_MEMBER: dist.all_reduce(t, group=g)
+    """
 
     WORLD = None
     NON_GROUP_MEMBER = _NonGroupMember()
 
 
 class group:  # noqa: N801 - torch's name: dist.group.WORLD
-    """``group.WORLD`` is the default group once initialized (None before)."""
+    """``group.WORLD`` is the default group once initialized (None before).
+
+    >>> dist.all_reduce(t, group=dist.group.WORLD)   # the same as group=None
+    """
 
     WORLD = None
 
@@ -73,12 +80,19 @@ _PARTING_TIMEOUT = 5.0
 
 
 def is_available():
-    """dtrain.distributed is always available."""
+    """dtrain.distributed is always available.
+
+    >>> dist.is_available()
+    True
+    """
     return True
 
 
 def is_initialized():
-    """True between init_process_group and destroy_process_group."""
+    """True between init_process_group and destroy_process_group.
+
+    >>> if not dist.is_initialized(): dist.init_process_group("gloo")
+    """
     return _world is not None
 
 
@@ -212,13 +226,22 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
 
 
 def get_backend(group=None):
-    """The backend's name: the one passed to init_process_group ("gloo" or "zmq")."""
+    """The backend's name: the one passed to init_process_group ("gloo" or "zmq"; "zmq" if none
+    was). Raises ValueError before init_process_group.
+
+    >>> dist.init_process_group("gloo"); dist.get_backend()
+    'gloo'
+    """
     resolve(group)
     return _world.backend
 
 
 def destroy_process_group(group=None):
-    """Leave the job (group None), or forget one group. Safe to call more than once."""
+    """Leave the job (group None), or forget one group. Safe to call more than once.
+
+    >>> dist.destroy_process_group(g)   # forget the group g from new_group
+    >>> dist.destroy_process_group()    # leave the job, at the end of training
+    """
     global _world
     if _world is None:
         return

@@ -47,7 +47,11 @@ __all__ = ["DistStoreTimeoutError", "Store", "TCPStore"]
 
 
 class Store:
-    """The base class of key-value stores, as torch.distributed.Store; see TCPStore."""
+    """The base class of key-value stores, as torch.distributed.Store; see TCPStore.
+
+    >>> issubclass(dist.TCPStore, dist.Store)
+    True
+    """
 
 
 def _shutdown(ctx, sock, server, lock):

@@ -121,7 +121,13 @@ def _tracker_wait(tracker, timeout):
 
 
 class CompletedWork(Work):
-    """A Work that is already done (for operations with nothing to communicate)."""
+    """A Work that is already done (for operations with nothing to communicate): ``wait()``
+    returns True at once.
+
+    >>> work = dist.CompletedWork()
+    >>> work.is_completed(), work.wait()
+    (True, True)
+    """
 
     def __init__(self, description="no-op", source=None):
         super().__init__(description, time.monotonic())
