@@ -169,10 +169,6 @@ def _then(*fns):
     return (lambda: [f() for f in fns]) if fns else None
 
 
-def _avg(buf, n):
-    return lambda: np.divide(buf, n, out=buf, casting="unsafe")
-
-
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     """Reduce ``tensor`` across the group, in place, so every rank holds the result.
 
@@ -181,9 +177,8 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     pg = resolve(group)
     arr, buf, write_back = flat(tensor)
     code = _op(op, arr.dtype)
-    avg = _avg(buf, pg.size()) if code == ReduceOp.AVG else None
     work = pg.run("all_reduce", collectives.all_reduce, (buf, code), arr.dtype, arr.shape,
-                  op=code, after=_then(avg, write_back))
+                  op=code, after=write_back)
     return _finish(work, async_op)
 
 
@@ -194,10 +189,8 @@ def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
     root = pg.group_rank(dst)
     arr, buf, write_back = flat(tensor)
     code = _op(op, arr.dtype)
-    mine = pg.me == root
-    avg = _avg(buf, pg.size()) if code == ReduceOp.AVG and mine else None
     work = pg.run("reduce", collectives.reduce, (buf, code, root), arr.dtype, arr.shape,
-                  op=code, root=root, after=_then(avg, write_back if mine else None))
+                  op=code, root=root, after=write_back if pg.me == root else None)
     return _finish(work, async_op)
 
 
@@ -322,9 +315,8 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
             raise ValueError(f"input_list[{i}] has shape {list(a.shape)} and dtype {a.dtype}, "
                              f"but output has shape {list(arr.shape)} and dtype {arr.dtype}")
         ins.append(b)
-    avg = _avg(buf, pg.size()) if code == ReduceOp.AVG else None
     work = pg.run("reduce_scatter", collectives.reduce_scatter, (buf, ins, code), arr.dtype,
-                  arr.shape, op=code, after=_then(avg, back))
+                  arr.shape, op=code, after=back)
     return _finish(work, async_op)
 
 

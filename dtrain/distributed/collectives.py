@@ -8,10 +8,11 @@ import numpy as np
 
 from .shm import SLOT_BYTES
 
-# reduce ops, by ReduceOp's codes (torch's): SUM, AVG (a sum here, divided afterwards),
+# reduce ops, by ReduceOp's codes (torch's): SUM, AVG (a sum, then divided: average()),
 # PRODUCT, MIN, MAX, BAND, BOR, BXOR
 UFUNCS = (np.add, np.add, np.multiply, np.minimum, np.maximum, np.bitwise_and, np.bitwise_or,
           np.bitwise_xor)
+AVG = 1
 
 SMALL = 64 * 1024  # bytes: below this, one direct exchange beats the ring's 2(n-1) steps
 _EMPTY = np.zeros(0, dtype=np.uint8)
@@ -38,6 +39,12 @@ def all_reduce(run, buf, op):
         yield from _ring_all_reduce(run, buf, op)
 
 
+def average(buf, op, n):
+    """AVG's last step: divide the sum by the group's size (in place)."""
+    if op == AVG:
+        np.divide(buf, n, out=buf, casting="unsafe")
+
+
 def combine(out, parts, op):
     """out = parts[0] op parts[1] op ... in rank order: the same order on every rank."""
     ufunc = UFUNCS[op]
@@ -54,6 +61,7 @@ def _direct_all_reduce(run, buf, op):
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), buf.size, k)
     combine(buf, [parts[k] for k in range(run.size)], op)
+    average(buf, op, run.size)
 
 
 def _ring_all_reduce(run, buf, op):
@@ -68,6 +76,8 @@ def _ring_all_reduce(run, buf, op):
         run.send(right, chunks[send].copy())
         data = run.expect((yield run.recv(left)), chunks[recv].size, left)
         ufunc(chunks[recv], data, out=chunks[recv])
+    # this rank's chunk is complete: average it before the all-gather sends it (without a copy)
+    average(chunks[(r + 1) % n], op, n)
     for step in range(n - 1):  # all-gather the reduced chunks around the ring
         send, recv = (r + 1 - step) % n, (r - step) % n
         run.send(right, chunks[send])
@@ -103,6 +113,7 @@ def _shared_all_reduce(run, buf, op):
         if i + 1 < len(pieces):
             put(i + 1)
         combine(piece, [run.slot(k, first + i, piece) for k in range(run.size)], op)
+        average(piece, op, run.size)  # while the chunk is in cache
 
 
 def broadcast(run, buf, root):
@@ -122,6 +133,7 @@ def reduce(run, buf, op, root):
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), buf.size, k)
     combine(buf, [parts[k] for k in range(run.size)], op)
+    average(buf, op, run.size)
 
 
 def all_gather(run, outs, buf):
@@ -158,6 +170,7 @@ def reduce_scatter(run, out, ins, op):
     for k in _others(run):
         parts[k] = run.expect((yield run.recv(k)), out.size, k)
     combine(out, [parts[k] for k in range(run.size)], op)
+    average(out, op, run.size)
 
 
 def all_to_all(run, outs, ins):

@@ -45,12 +45,14 @@ _X86 = platform.machine() == "x86_64"
 
 def _all_reduce(ex, buf, op):
     collectives.combine(buf, ex.exchange(buf), op)
+    collectives.average(buf, op, len(ex.run.ranks))
 
 
 def _reduce(ex, buf, op, root):
     parts = ex.exchange(buf)
     if ex.me == root:
         collectives.combine(buf, parts, op)
+        collectives.average(buf, op, len(ex.run.ranks))
 
 
 def _broadcast(ex, buf, root):

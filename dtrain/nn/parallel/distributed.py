@@ -192,7 +192,10 @@ class DistributedDataParallel(Module):
                 view[...] = 0
             elif p._grad._data is not view:
                 np.copyto(view, p._grad._data)
-        bucket.work = dist.all_reduce(bucket.buffer, group=self.process_group, async_op=True)
+        # floats are averaged by the all_reduce itself (chunk by chunk, while in cache)
+        op = dist.ReduceOp.AVG if bucket.dtype.kind == "f" else dist.ReduceOp.SUM
+        bucket.work = dist.all_reduce(bucket.buffer, op=op, group=self.process_group,
+                                      async_op=True)
 
     def _finish_backward(self):
         try:
@@ -262,9 +265,7 @@ class DistributedDataParallel(Module):
     def _write_back(self, bucket):
         if bucket.work is None:
             return
-        if bucket.dtype.kind == "f":
-            np.multiply(bucket.buffer, bucket.dtype.type(1.0 / self._world), out=bucket.buffer)
-        else:
+        if bucket.dtype.kind != "f":  # floats came averaged (ReduceOp.AVG)
             np.floor_divide(bucket.buffer, self._world, out=bucket.buffer)
         used = bucket.globally_used
         for i, p in enumerate(bucket.params):
