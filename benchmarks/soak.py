@@ -14,7 +14,7 @@ shared-memory lanes and caches are in place by then) and at the end: VmRSS from
 /proc/self/status (with its anonymous and shared-memory parts, and the peak VmHWM), plus
 Python's view, the number of objects the garbage collector tracks and the sizes of the
 engine's bookkeeping dicts (dtrain/distributed/transport.py), so a leak in, say, its
-``_finished`` or ``_coll_mail`` shows. The run passes when no call fails or gives a wrong
+``runs._finished`` or ``runs._mail`` shows. The run passes when no call fails or gives a wrong
 sum and every rank's RSS grew by under ``--max-growth`` percent (10) from warm-up to end;
 else it prints FAIL and exits with status 1. Everything runs under one hard timeout that kills
 every process (benchmarks/_procs.py).
@@ -32,8 +32,9 @@ from benchmarks._procs import describe, fmt_bytes, fmt_time, machine, run_ranks
 SEED = 20261127
 _STATUS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM")
 # the engine's containers that grow with traffic if something is never removed
-_ENGINE_FIELDS = ("_finished", "_coll_mail", "_probes", "_runs", "_pending", "_commands",
-                  "_submitted", "_p2p_mail", "_p2p_waiting", "_lane_users", "_broken")
+_ENGINE_FIELDS = ("runs._finished", "runs._mail", "runs._probes", "runs._running", "pending",
+                  "_commands", "_submitted", "_receives._mail", "_receives._waiting",
+                  "shared._users", "_broken", "_tracked")
 
 
 def memory_kb():
@@ -52,8 +53,13 @@ def python_view(engine):
     gc.collect()
     objects = gc.get_objects()
     types = collections.Counter(type(o).__name__ for o in objects)
-    sizes = {name: len(getattr(engine, name)) for name in _ENGINE_FIELDS
-             if hasattr(engine, name)}
+    sizes = {}
+    for name in _ENGINE_FIELDS:
+        obj = engine
+        for part in name.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            sizes[name] = len(obj)
     del objects
     return {"objects": sum(types.values()), "types": dict(types), "engine": sizes}
 

@@ -127,7 +127,7 @@ class CollectiveRun:
                     return
                 continue
             self.waiting_for = src
-            mail = self._engine.take_collective_mail(self.group.id, self.seq, src)
+            mail = self._engine.runs.take_mail(self.group.id, self.seq, src)
             if mail is None:
                 self.wait_since = time.monotonic()
                 return
@@ -162,13 +162,13 @@ class CollectiveRun:
 
     def _finish(self):
         self.work._trackers.extend(self._trackers)
-        self._engine.collective_done(self)
+        self._engine.runs.done(self)
         self.work._finish()
 
     def fail(self, error):
         if self._gen is not None:
             self._gen.close()
-        self._engine.collective_done(self)
+        self._engine.runs.done(self)
         self.work._finish(error)
 
     def _break(self, error):

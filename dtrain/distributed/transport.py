@@ -18,15 +18,14 @@ import numpy as np
 import zmq
 
 from . import auth, fastpath, shm, wire
-from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
-from .liveness import GRACE, PeerWatch, report_stall, stall_seconds
+from .liveness import GRACE, PeerWatch
 from .p2p import Receives
+from .runs import Runs
 
 ZERO_COPY_MIN = 64 * 1024  # smaller payloads are copied: cheaper than tracking them
 _POLL_MAX_MS = 1000
 _ABORT_KINDS = (DistMismatchError, DistTimeoutError, DistPeerError)  # codes in an ABORT's op
-_FINISHED_KEPT = 4096
 _EMPTY = np.zeros(0, dtype=np.uint8)
 _PING = wire.encode(wire.PING, 0, 0, 0, 0, 0, None, (), -1, 0)
 
@@ -73,12 +72,15 @@ class Engine:
             return
         self._submitted[group] = [w for w in self._submitted.get(group, ())
                                   if not w._done.is_set()] + [run.work]
-        self.call(self.start_collective, run)
+        self.call(self.runs.start, run)
 
     def note_call(self, group, seq, signature):
         """Record a collective this rank runs outside the engine thread (and waits long for),
         to compare with what peers send for it."""
-        self.call(self._noted, group, seq, signature)
+        self.call(self.runs.noted, group, seq, signature)
+
+    def peer_ranks(self):
+        return list(self._peers)
 
     def broken(self, group):
         """The error that made ``group`` unusable, or None."""
@@ -148,9 +150,8 @@ class Engine:
             self._peer_gone(rank)
         for rank in self._watch.to_ping():
             self.send(rank, _PING, _EMPTY)
-        if self._runs:
-            self._send_probes()
-            self._report_stalls()
+        if self.runs:
+            self.runs.turn()
         self._check_deadlines()
 
     def _setup(self):
@@ -158,7 +159,6 @@ class Engine:
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.RCVHWM, 0)
         self._router.setsockopt(zmq.LINGER, 0)
-        self._stall = stall_seconds()
         self._zap = None
         if self._token:  # connections prove the job token before any message is read
             self._zap = self._ctx.socket(zmq.REP)
@@ -173,13 +173,10 @@ class Engine:
         self.card = {"address": self.address, "host": host,
                      "lanes": self.shared.own.path if self.shared.own else None}
         self._peers = {}
-        self._coll_mail = collections.defaultdict(collections.deque)  # (group, seq, src) -> msgs
-        self._runs = {}        # (group, seq) -> running collective
-        self._finished = {}    # (group, seq) -> signature of a recently finished collective
-        self._probes = {}      # (group, seq) -> probes that came before this rank's call
-        self._pending = {}     # id(work) -> (work, on_timeout)
+        self.pending = {}     # id(work) -> (work, on_timeout)
         self._tracked = {}     # rank -> Works waiting on zero-copy sends to it
-        self._receives = Receives(self.rank, self._pending)
+        self._receives = Receives(self.rank, self.pending)
+        self.runs = Runs(self)
         self._broken = {}      # group -> error that made it unusable
         self._watch = PeerWatch()
         self._stopped = False
@@ -251,20 +248,9 @@ class Engine:
             if header.kind == wire.P2P:
                 self._receives.deliver(src, header, payload)
             elif header.kind == wire.COLLECTIVE:
-                key = (header.group, header.seq)
-                run = self._runs.get(key)
-                if run is not None and run.waiting_for == src:
-                    run.resume(src, header, payload)
-                elif self._compare(key, src, header):
-                    pass  # another call than ours: the group is broken now
-                elif key not in self._finished:
-                    self._coll_mail[(header.group, header.seq, src)].append((header, payload))
+                self.runs.deliver(src, header, payload)
             elif header.kind == wire.PROBE:
-                key = (header.group, header.seq)
-                if key not in self._runs and key not in self._finished:
-                    self._probes.setdefault(key, []).append((src, header))
-                else:
-                    self._compare(key, src, header)
+                self.runs.probed(src, header)
             elif header.kind == wire.BYE:
                 # a peer that lost another may leave at once: name the lost one first, as the
                 # cause, not this one's leaving
@@ -279,7 +265,7 @@ class Engine:
 
     # --- point-to-point -------------------------------------------------------------------------
     def post_send(self, dst, group, tag, array, work):
-        if self._refuse(group, work, (dst,)):
+        if self.refuse(group, work, (dst,)):
             return
         header = wire.encode(wire.P2P, group, 0, tag, 0, 0, array.dtype, array.shape, -1,
                              array.nbytes)
@@ -298,95 +284,11 @@ class Engine:
         works.append(work)
 
     def post_recv(self, src, group, tag, array, work):
-        if self._refuse(group, work, () if src is None else (src,)):
+        if self.refuse(group, work, () if src is None else (src,)):
             return
         self._receives.post(src, group, tag, array, work)
 
-    # --- collectives ----------------------------------------------------------------------------
-    def start_collective(self, run):
-        if self._refuse(run.group.id, run.work, run.ranks):
-            return
-        key = (run.group.id, run.seq)
-        run.attach(self)
-        self._runs[key] = run
-        self._pending[id(run.work)] = (run.work, run.timeout)
-        # messages and probes that arrived before this call: did they come from the same call?
-        for src, header in self._probes.pop(key, ()):
-            if self._compare(key, src, header):
-                return
-        for src in run.ranks:
-            for header, _ in self._coll_mail.get((key[0], key[1], src), ()):
-                if self._compare(key, src, header):
-                    return
-        run.start(self)
-
-    def _compare(self, key, src, header):
-        """Break the group if ``header`` shows that ``src`` made another call than this rank
-        at (group, seq). Returns True on a mismatch."""
-        run = self._runs.get(key)
-        mine = run.signature if run is not None else self._finished.get(key)
-        theirs = signature_of(header)
-        if mine is None or mine == theirs:
-            return False
-        peers = run.ranks if run is not None else list(self._peers)
-        self.break_group(key[0], mismatch(self.rank, key[0], key[1], mine, src, theirs),
-                         notify=True, peers=peers)
-        return True
-
-    def _send_probes(self):
-        now = time.monotonic()
-        for (group, seq), run in self._runs.items():
-            src = run.waiting_for
-            if src is not None and run.probed != src and now - run.wait_since >= PROBE_AFTER:
-                run.probed = src
-                code, op, dtype, shape, root = run.signature
-                self.send(src, wire.encode(wire.PROBE, group, seq, 0, code, op, dtype, shape,
-                                           root, 0), _EMPTY)
-
-    def _report_stalls(self):
-        now = time.monotonic()
-        for (group, seq), run in self._runs.items():
-            if run.waiting_for is not None and not run.stall_reported \
-                    and now - run.wait_since >= self._stall:
-                run.stall_reported = True
-                report_stall(self.rank, f"{run.name} (group {group}, op #{seq})",
-                             [run.waiting_for], now - run.wait_since)
-
-    def take_collective_mail(self, group, seq, src):
-        mail = self._coll_mail.get((group, seq, src))
-        if mail:
-            item = mail.popleft()
-            if not mail:
-                del self._coll_mail[(group, seq, src)]
-            return item
-        return None
-
-    def collective_done(self, run):
-        key = (run.group.id, run.seq)
-        granted = self.shared.release(run)
-        if granted is not None and run.group.id not in self._broken:
-            granted[0].lane_granted(granted[1])
-        self._runs.pop(key, None)
-        self._pending.pop(id(run.work), None)
-        self._remember(key, run.signature)
-
-    def _noted(self, group, seq, signature):
-        """A call this rank made outside the engine (note_call): compare what came for it."""
-        key = (group, seq)
-        self._remember(key, signature)
-        for src, header in self._probes.pop(key, ()):
-            if self._compare(key, src, header):
-                return
-        for mail in [m for m in self._coll_mail if m[:2] == key]:
-            for header, _ in self._coll_mail.pop(mail):
-                if self._compare(key, mail[2], header):
-                    return
-
-    def _remember(self, key, signature):
-        self._finished[key] = signature
-        if len(self._finished) > _FINISHED_KEPT:
-            del self._finished[next(iter(self._finished))]
-
+    # --- groups and peers -------------------------------------------------------------------------
     def break_group(self, group, error, notify=True, peers=()):
         """Make a group unusable: fail what waits on it and, if ``notify``, tell ``peers``."""
         if group in self._broken:
@@ -400,12 +302,11 @@ class Engine:
             for peer in peers:
                 if peer != self.rank and peer in self._peers:
                     self.send(peer, header, text)
-        for key, run in list(self._runs.items()):
-            if key[0] == group:
-                run.fail(error)
+        for run in self.runs.in_group(group):
+            run.fail(error)
         self._receives.fail(lambda work: error, group=group)
 
-    def _refuse(self, group, work, ranks=()):
+    def refuse(self, group, work, ranks=()):
         """Fail ``work`` at once if its group is broken or a rank it needs is gone."""
         error = self._broken.get(group)
         if error is None:
@@ -424,42 +325,35 @@ class Engine:
         for work in self._tracked.pop(rank, ()):
             work._abandon(DistPeerError(f"{work.description} on rank {self.rank} cannot "
                                         f"complete: {why}."))
-        for key, run in list(self._runs.items()):
-            if rank in run.ranks:
-                self.break_group(key[0], DistPeerError(
-                    f"{run.name} on rank {self.rank} (group {key[0]}, op #{key[1]}) cannot "
-                    f"complete: {why}."), notify=False)
+        for run in self.runs.with_rank(rank):
+            self.break_group(run.group.id, DistPeerError(
+                f"{run.name} on rank {self.rank} (group {run.group.id}, op #{run.seq}) cannot "
+                f"complete: {why}."), notify=False)
         self._receives.fail(lambda work: DistPeerError(
             f"{work.description} on rank {self.rank} cannot complete: {why}."), src=rank)
 
     # --- deadlines ------------------------------------------------------------------------------
     def _poll_timeout_ms(self):
-        if not self._pending:
+        if not self.pending:
             return _POLL_MAX_MS if self._watch.next_time() is None else int(GRACE * 1000)
-        soonest = min(work.deadline for work, _ in self._pending.values())
+        soonest = min(work.deadline for work, _ in self.pending.values())
         if self._watch.next_time() is not None:
             soonest = min(soonest, self._watch.next_time())
-        for run in self._runs.values():
-            if run.waiting_for is not None and run.probed != run.waiting_for:
-                soonest = min(soonest, run.wait_since + PROBE_AFTER)
-            if run.waiting_for is not None and not run.stall_reported:
-                soonest = min(soonest, run.wait_since + self._stall)
+        soonest = self.runs.next_time(soonest)
         return max(0, min(_POLL_MAX_MS, int((soonest - time.monotonic()) * 1000) + 1))
 
     def _check_deadlines(self):
-        if not self._pending:
+        if not self.pending:
             return
         now = time.monotonic()
-        for key, (work, on_timeout) in list(self._pending.items()):
+        for key, (work, on_timeout) in list(self.pending.items()):
             if work.deadline <= now:
-                self._pending.pop(key, None)
+                self.pending.pop(key, None)
                 on_timeout()
 
     def _fail_all(self, error):
-        for work, _ in list(self._pending.values()):
+        for work, _ in list(self.pending.values()):
             work._finish(error)
-        self._pending.clear()
-        for run in list(self._runs.values()):
-            run.fail(error)
-        self._runs.clear()
+        self.pending.clear()
+        self.runs.fail_all(error)
 
