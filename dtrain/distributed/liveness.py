@@ -53,7 +53,7 @@ class PeerWatch:
         self.left = set()    # said goodbye
         self.lost = {}       # rank -> when to act on its loss
         self.gone = {}       # rank -> why it is gone (a sentence)
-        self.heard = {}      # rank -> when a message from it last arrived
+        self.heard = {}      # rank -> when a message from it last arrived (once one has)
         self.spoke = {}      # rank -> when this rank last sent it something
         self.timeout = _seconds("DTRAIN_PEER_TIMEOUT", 10.0)
 
@@ -62,7 +62,7 @@ class PeerWatch:
         to poll."""
         mon = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.monitors[mon] = rank
-        self.heard[rank] = self.spoke[rank] = time.monotonic()
+        self.spoke[rank] = time.monotonic()  # (heard: from its first message on)
         return mon
 
     def read(self, mon):

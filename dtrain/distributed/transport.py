@@ -243,7 +243,7 @@ class Engine:
                 header = wire.decode(head.bytes, len(payload))
             except ValueError:
                 continue  # not a dtrain message; ignore it
-            if src in heard:
+            if src in self._peers:
                 heard[src] = now
             if header.kind == wire.P2P:
                 self._receives.deliver(src, header, payload)
