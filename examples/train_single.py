@@ -11,7 +11,6 @@ and stderr is a terminal), saves a checkpoint of the model and optimizer when as
 The CNN reaches about 99% test accuracy in a few seconds on one core.
 """
 import argparse
-import sys
 import time
 
 import dtrain
@@ -19,6 +18,8 @@ import dtrain.nn as nn
 import dtrain.nn.functional as F
 from dtrain.datasets import load_digits
 from dtrain.utils.data import DataLoader, TensorDataset
+
+from example_tools import check_plotting, plot_curves, progress  # beside this file
 
 
 class CNN(nn.Module):
@@ -51,44 +52,6 @@ def evaluate(model, images, labels):
         correct = (model(images).argmax(1) == labels).sum().item()
     model.train()
     return correct / len(labels)
-
-
-def progress(batches, desc):
-    """A tqdm bar over ``batches`` when tqdm is installed and stderr is a terminal; else
-    ``batches`` itself (the per-epoch lines are the progress then)."""
-    if not sys.stderr.isatty():
-        return batches
-    try:
-        from tqdm import tqdm
-    except ImportError:  # an optional extra: pip install "dtrain[progress]"
-        return batches
-    return tqdm(batches, desc=desc, unit="batch", leave=False)
-
-
-def check_plotting():
-    """Fail before training, not after it, when --plot is asked for without matplotlib."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise SystemExit('--plot needs matplotlib: pip install "dtrain[plot]"') from None
-
-
-def plot_curves(history, path):
-    """Training loss and test accuracy per epoch, side by side, in an image file."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-    fig = Figure(figsize=(9, 3.5), layout="constrained")
-    FigureCanvasAgg(fig)  # the Agg backend: no display needed
-    epochs = range(1, len(history["loss"]) + 1)
-    loss, accuracy = fig.subplots(1, 2)
-    loss.plot(epochs, history["loss"], marker="o")
-    loss.set(xlabel="epoch", ylabel="training loss", title="Loss")
-    accuracy.plot(epochs, [100 * a for a in history["accuracy"]], marker="o", color="C1")
-    accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="Accuracy")
-    for axes in (loss, accuracy):
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
-    fig.savefig(path, dpi=120)
 
 
 def parse_args(argv=None):

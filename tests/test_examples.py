@@ -16,7 +16,12 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _load(name):
-    return runpy.run_path(str(EXAMPLES / name), run_name="example")
+    """Run an example as Python runs a script: its directory first on sys.path."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return runpy.run_path(str(EXAMPLES / name), run_name="example")
+    finally:
+        sys.path.remove(str(EXAMPLES))
 
 
 def test_train_single_cnn_reaches_97_percent_and_checkpoints(tmp_path, capsys):
@@ -57,7 +62,7 @@ class Terminal(io.StringIO):
 def test_progress_is_plain_lines_off_a_terminal_or_without_tqdm(monkeypatch):
     for name in ("train_single.py", "train_ddp.py"):
         progress = _load(name)["progress"]
-        show = {"show": True} if name == "train_ddp.py" else {}
+        show = {"show": True}
         batches = [1, 2, 3]
         assert progress(batches, "epoch 1", **show) is batches  # pytest's stderr: no terminal
         monkeypatch.setattr(sys, "stderr", Terminal())
