@@ -110,3 +110,27 @@ def run_ranks(fn, world_size, *args, timeout=60, env=None, expect_failure=False,
             parts.append(f"--- rank {rank}: {message}\n{trace}\n--- output:\n{logs[rank][-3000:]}")
         raise RankFailure("\n".join(parts), errors)
     return [results[r][1] for r in range(world_size)]
+
+
+def running(pid):
+    """Whether pid is a live process (a zombie is dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def tagged(tag):
+    """The live processes whose environment holds DTRAIN_TEST_TAG=tag."""
+    needle = f"DTRAIN_TEST_TAG={tag}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0") and running(int(entry)):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from multiproc import running, tagged
+
 ROOT = Path(__file__).resolve().parents[1]
 
 ALL_REDUCE = """
@@ -82,30 +84,6 @@ import os, sys
 print("out of", os.environ["RANK"])
 print("err of", os.environ["RANK"], file=sys.stderr)
 """
-
-
-def running(pid):
-    """Whether pid is a live process (a zombie is dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def tagged(tag):
-    """The live processes whose environment holds DTRAIN_TEST_TAG=tag."""
-    needle = f"DTRAIN_TEST_TAG={tag}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0") and running(int(entry)):
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def wait_until(condition, timeout, what):

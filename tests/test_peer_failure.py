@@ -23,7 +23,7 @@ import uuid
 
 import pytest
 
-from multiproc import ROOT, free_port
+from multiproc import ROOT, free_port, running, tagged
 
 WORLD = 3
 BOUND = 10.0  # s: the issue's limit from the kill to DistPeerError on every survivor
@@ -123,30 +123,6 @@ CASES = ["all_reduce", "p2p", "ddp"]
 # --- processes ----------------------------------------------------------------------------
 
 
-def alive(pid):
-    """Whether pid is a live process (a zombie is dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def tagged(tag):
-    """The live processes whose environment holds DTRAIN_TEST_TAG=tag."""
-    needle = f"DTRAIN_TEST_TAG={tag}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0") and alive(int(entry)):
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
 def wait_for(condition, timeout, what, must_run=()):
     """Wait until condition(); fail after timeout s, or as soon as a process of ``must_run``
     has exited."""
@@ -239,7 +215,7 @@ class Job:
         """Called once the launcher, or every rank, has exited: nothing of the job runs."""
         pids = self.pids()
         assert len(pids) == WORLD, f"workers that never started: {pids}"
-        assert not [p for p in pids.values() if alive(p)], "workers still running"
+        assert not [p for p in pids.values() if running(p)], "workers still running"
         assert not tagged(self.tag), "processes of the job still running"
 
     def cleanup(self):
