@@ -68,3 +68,43 @@ def test_a_peer_that_stops_answering_is_declared_gone(path, tmp_path):
     message, took = results[0][1]
     assert message.startswith("DistPeerError") and "rank 1 is gone" in message, message
     assert 1.0 < took < 6.0, f"noticed after {took:.1f} s with a 1.5 s peer timeout"
+
+
+CRASH = """
+import sys, time
+import numpy as np
+import dtrain.distributed as dist
+dist.init_process_group("gloo")
+if dist.get_rank() == 1:
+    raise ValueError("bad batch")   # uncaught: the process dies of it
+start = time.monotonic()
+try:
+    dist.all_reduce(np.ones(4, np.float32))
+except dist.DistPeerError as e:
+    print(f"{time.monotonic() - start:.2f}", e)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_rank_dying_of_an_exception_leaves_at_once(tmp_path):
+    # it does not wait for the others in the parting barrier: they learn of it at once
+    import subprocess
+    import sys
+    from multiproc import ROOT, free_port
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH)
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+               WORLD_SIZE="2", PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, str(script)], env=dict(env, RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    try:
+        out = [p.communicate(timeout=40) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    took, message = out[0][0].split(" ", 1)
+    assert "rank 1 has left the process group" in message, out
+    assert float(took) < 2.0, f"rank 0 learnt of rank 1's exit after {took} s"
+    assert "ValueError: bad batch" in out[1][1]

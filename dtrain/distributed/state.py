@@ -3,6 +3,7 @@ the store; init_process_group, new_group and destroy_process_group."""
 import atexit
 import multiprocessing.util
 import os
+import sys
 import time
 
 import numpy as np
@@ -250,6 +251,13 @@ def destroy_process_group(group=None):
         if pg.id != 0:
             _world.groups.pop(pg.id, None)
             return
+    _leave(part=True)
+
+
+def _leave(part):
+    """Close the store and the engine; with ``part``, first meet the others in a short barrier
+    (so rank 0's store outlives their last use of it)."""
+    global _world
     world, _world = _world, None
     GroupMember.WORLD = _GROUP.WORLD = None
     # close the store (if init made it) before the others may leave: a rank that calls
@@ -260,7 +268,7 @@ def destroy_process_group(group=None):
     parting = ProcessGroup(_PARTING_GROUP, world.default.ranks, me, world.engine,
                            min(world.timeout, _PARTING_TIMEOUT))
     try:
-        if world.engine.broken(0) is None:  # else the others are failing too: do not wait
+        if part and world.engine.broken(0) is None:  # else the others fail too: do not wait
             parting.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ()).wait()
     except DistError:
         pass  # a rank already gone or never coming: leave anyway
@@ -300,8 +308,12 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
 
 
 def _close_at_exit():
+    if _world is None:
+        return
     try:
-        destroy_process_group()
+        # a process dying of an uncaught exception leaves at once: its peers then raise
+        # DistPeerError naming it, instead of it waiting for them in the parting barrier
+        _leave(part=getattr(sys, "last_value", None) is None)
     except Exception:
         pass
 
