@@ -150,7 +150,7 @@ def join(store, rank, world_size, host, timeout, token=None):
         _abort(store, f"two processes claim rank {rank}: each process needs its own RANK in "
                       f"[0, {world_size - 1}]")
     store.set(f"world_size/{rank}", str(world_size))
-    engine = Engine(rank, host, token)
+    engine = Engine(rank, host, token, world_size)
     try:
         store.set(f"addr/{rank}", json.dumps(engine.card))
         cards = {}

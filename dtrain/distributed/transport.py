@@ -11,6 +11,7 @@ message from one rank never confuses an operation waiting for another.
 """
 import collections
 import os
+import resource
 import threading
 import time
 
@@ -30,11 +31,20 @@ _EMPTY = np.zeros(0, dtype=np.uint8)
 _PING = wire.encode(wire.PING, 0, 0, 0, 0, 0, None, (), -1, 0)
 
 
+def _allow_files(count):
+    """Raise this process's soft limit on open files to ``count`` if the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        target = count if hard == resource.RLIM_INFINITY else min(count, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+
+
 class Engine:
     """The communication thread of one process."""
 
-    def __init__(self, rank, host, token=None):
+    def __init__(self, rank, host, token=None, world_size=1):
         self.rank = rank
+        self._world_size = world_size
         self._host = host
         self._token = token
         self._commands = collections.deque()
@@ -156,6 +166,10 @@ class Engine:
 
     def _setup(self):
         self._ctx = zmq.Context()
+        # each peer takes a DEALER and its monitor's pair of sockets, and a few file
+        # descriptors: libzmq's default of 1,023 sockets would stop a job near 340 ranks
+        self._ctx.set(zmq.MAX_SOCKETS, max(1023, 4 * self._world_size + 64))
+        _allow_files(6 * self._world_size + 256)
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.RCVHWM, 0)
         self._router.setsockopt(zmq.LINGER, 0)
