@@ -2,10 +2,10 @@
 
 Each process makes one anonymous shared-memory file (memfd) when its engine starts: one lane per
 process group (ids below LANES), each lane SLOTS slots of SLOT_BYTES for large messages and two
-mailboxes for small ones (fastpath.py). Its peers on the same host
-map that file through /proc/<pid>/fd/<fd>, read-only. Only the same user may open it, nothing
-is ever named in /dev/shm, and the memory goes away with the last process that maps it, however
-the processes end. Pages are allocated on first touch, so the file's size reserves address
+mailboxes for small ones (fastpath.py). Its peers on the same host map that file through
+/proc/<pid>/fd/<fd>, read-only. Only the same user may open it, nothing is ever named in
+/dev/shm, and the memory goes away with the last process that maps it, however the processes
+end. Pages are allocated on first touch, so the file's size reserves address
 space, not memory: a lane costs what its slots hold.
 
 An algorithm copies a chunk of its buffer into a slot of its own lane, says so with a small
