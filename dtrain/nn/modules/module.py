@@ -231,13 +231,18 @@ class Module(StateDictMixin):
                 raise AttributeError(f"`{item}` is not an nn.Module")
         return mod
 
-    def get_parameter(self, target):
-        """The Parameter at a dotted path such as ``"layer1.0.weight"``.
-        >>> model.get_parameter("0.weight")"""
+    def _owner(self, target):
+        """(the submodule that holds the last name of a dotted path, that name), checked."""
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
         if not hasattr(mod, name):
             raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        return mod, name
+
+    def get_parameter(self, target):
+        """The Parameter at a dotted path such as ``"layer1.0.weight"``.
+        >>> model.get_parameter("0.weight")"""
+        mod, name = self._owner(target)
         param = getattr(mod, name)
         if not isinstance(param, Parameter):
             raise AttributeError(f"`{name}` is not an nn.Parameter")
@@ -246,10 +251,7 @@ class Module(StateDictMixin):
     def get_buffer(self, target):
         """The buffer at a dotted path such as ``"bn.running_mean"``.
         >>> model.get_buffer("bn.running_mean")"""
-        module_path, _, name = target.rpartition(".")
-        mod = self.get_submodule(module_path)
-        if not hasattr(mod, name):
-            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        mod, name = self._owner(target)
         if name not in mod._buffers:
             raise AttributeError(f"`{name}` is not a buffer")
         return getattr(mod, name)
