@@ -174,6 +174,7 @@ class Engine:
         self._router.setsockopt(zmq.RCVHWM, 0)
         self._router.setsockopt(zmq.LINGER, 0)
         self._zap = None
+        self._client_guards = {}  # crosses hosts -> the token's client side
         if self._token:  # connections prove the job token before any message is read
             self._zap = self._ctx.socket(zmq.REP)
             self._zap.setsockopt(zmq.LINGER, 0)
@@ -227,10 +228,16 @@ class Engine:
             sock.setsockopt(zmq.RCVHWM, 0)
             if self._token:
                 host = address.rsplit(":", 1)[0].split("//", 1)[1]
-                auth.Guard(self._token, auth.crosses_hosts(host)).connect_as_client(sock)
+                self._client_guard(auth.crosses_hosts(host)).connect_as_client(sock)
             self._poller.register(self._watch.watch(rank, sock), zmq.POLLIN)
             sock.connect(address)
             self._peers[rank] = sock
+
+    def _client_guard(self, encrypted):
+        """The token's client side, made once per kind (its keys cost a derivation each)."""
+        if encrypted not in self._client_guards:
+            self._client_guards[encrypted] = auth.Guard(self._token, encrypted)
+        return self._client_guards[encrypted]
 
     def send(self, dst, header, payload):
         """Send one message; returns a ZeroMQ tracker when the payload went without a copy."""
