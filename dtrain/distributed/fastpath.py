@@ -145,17 +145,15 @@ class _Exchange:
 
     def _check(self, rank, theirs):
         run = self.run
-        if signature_of(theirs) != run.signature or theirs.seq != run.seq \
-                or theirs.tag != VARIANT:
-            error = mismatch(run.ranks[self.me], run.group.id, run.seq, run.signature, rank,
-                             signature_of(theirs))
-            if theirs.seq != run.seq:
-                error = DistMismatchError(
-                    f"{run.name} on rank {run.ranks[self.me]} (group {run.group.id}) is this "
-                    f"rank's op #{run.seq} but rank {rank}'s op #{theirs.seq}: the ranks called "
-                    "different collectives before it. Every rank must call the same "
-                    "collectives in the same order.")
-            self._fail(error, notify=False)
+        if theirs.seq != run.seq:
+            self._fail(DistMismatchError(
+                f"{run.name} on rank {run.ranks[self.me]} (group {run.group.id}) is this "
+                f"rank's op #{run.seq} but rank {rank}'s op #{theirs.seq}: the ranks called "
+                "different collectives before it. Every rank must call the same "
+                "collectives in the same order."), notify=False)
+        if signature_of(theirs) != run.signature or theirs.tag != VARIANT:
+            self._fail(mismatch(run.ranks[self.me], run.group.id, run.seq, run.signature, rank,
+                                signature_of(theirs)), notify=False)
         return theirs
 
     def _wait(self, flag, want, rank):
