@@ -3,9 +3,10 @@
 ZeroMQ reports when the connection to a peer's data socket closes. A peer that leaves with
 destroy_process_group says goodbye first (a BYE message, the last on its connection); a peer
 whose connection closes without one has exited, crashed or been killed. Every engine also
-sends each peer a PING when it has sent it nothing for a second, so a peer heard from for
-DTRAIN_PEER_TIMEOUT seconds (10 by default) hangs, is stopped, or is cut off. Either way, what
-waits for it fails with DistPeerError naming it, instead of waiting out the timeout.
+sends each peer a PING when it has sent it nothing for a second, so a peer not heard from for
+DTRAIN_PEER_TIMEOUT seconds (10 by default, counted from the connection to it) hangs, is
+stopped, or is cut off. Either way, what waits for it fails with DistPeerError naming it,
+instead of waiting out the timeout.
 
 A collective that waits longer than DTRAIN_STALL_SECONDS (60 by default) for some ranks logs
 a warning naming them, once, and goes on waiting until its deadline.
@@ -53,7 +54,7 @@ class PeerWatch:
         self.left = set()    # said goodbye
         self.lost = {}       # rank -> when to act on its loss
         self.gone = {}       # rank -> why it is gone (a sentence)
-        self.heard = {}      # rank -> when a message from it last arrived (once one has)
+        self.heard = {}      # rank -> when a message from it last arrived (or we connected)
         self.spoke = {}      # rank -> when this rank last sent it something
         self.timeout = _seconds("DTRAIN_PEER_TIMEOUT", 10.0)
 
@@ -62,7 +63,9 @@ class PeerWatch:
         to poll."""
         mon = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.monitors[mon] = rank
-        self.spoke[rank] = time.monotonic()  # (heard: from its first message on)
+        # the clock starts now, not at its first message: a peer may stop before it sends any
+        # (its first messages can all go through shared memory)
+        self.spoke[rank] = self.heard[rank] = time.monotonic()
         return mon
 
     def read(self, mon):
