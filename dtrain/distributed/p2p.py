@@ -1,77 +1,208 @@
-"""Point-to-point receives on the engine thread: matching messages to posted receives.
+"""Point-to-point receives: matching messages to posted receives, in the order sent.
 
-Messages that arrive before their receive wait in mailboxes keyed by (group, tag), searched in
+Every message one rank sends another carries a sequence number, counted per pair of ranks
+(Engine.post_send). It comes by socket, through the engine thread, or, between processes of
+one host, through a shared-memory ring that the receiver reads in its own thread (rings.py).
+A sender's messages are taken strictly in sequence order, whichever way each came, so the two
+ways never overtake each other.
+
+Messages taken before their receive wait in mailboxes keyed by (group, tag), searched in
 arrival order for the wanted source; receives posted before their message wait likewise. So
 the messages one rank sends another with one tag are received in the order sent, as in torch.
+
+Receives are posted, and rings read, in the callers' threads; socket messages are delivered,
+and receives failed, in the engine's. One lock keeps them apart. A receive that a ring may
+complete is waited for by reading the rings, sleeping on this rank's doorbell in between,
+which a peer rings when it writes to a ring and the engine when it completes a receive.
 """
 import collections
+import os
+import threading
+import time
 
 import numpy as np
 
 from . import wire
-from .errors import DistMismatchError, DistTimeoutError
+from .errors import DistBackendError, DistMismatchError, DistTimeoutError
+from .shm import ring_bell, wait_word
+
+_SPINS = 2000        # doorbell checks before sleeping (some 100 us), when every rank has a core
+_CHECK_EVERY = 0.05  # s: how often a sleeping wait checks its deadline
+_CPUS = len(os.sched_getaffinity(0))
 
 
 class Receives:
-    """The posted receives and the unclaimed messages of one engine."""
+    """The posted receives and the unclaimed messages of one process."""
 
     def __init__(self, rank, pending):
         self.rank = rank
         self._pending = pending  # the engine's id(work) -> (work, on_timeout)
+        self._lock = threading.Lock()
         self._mail = collections.defaultdict(collections.deque)  # (group, tag) -> messages
         self._waiting = collections.defaultdict(list)            # (group, tag) -> receives
+        self._expected = collections.Counter()  # sender -> sequence number of its next message
+        self._early = collections.defaultdict(dict)  # sender -> seq -> message ahead of turn
+        self._rings = {}    # sender -> rings.Inbound, for the peers on this host
+        self._unreadable = {}  # sender -> why its ring cannot be read (then nor its messages)
+        self._bell = None   # this rank's doorbell, with rings
+        self._spin = False
+        self._polling = None  # the receive whose caller is taking messages now (no need to wake)
 
+    def add_rings(self, rings, bell):
+        """Read these peers' rings (sender -> rings.Inbound); ``bell``: this rank's doorbell.
+        None, None: forget them all (the engine closes the memory)."""
+        with self._lock:
+            if rings is None:
+                self._rings.clear()
+            self._rings.update(rings or {})
+            self._bell = bell
+            self._spin = len(self._rings) + 1 <= _CPUS
+
+    # --- any thread -----------------------------------------------------------------------------
     def post(self, src, group, tag, array, work):
         """Receive into ``array`` from ``src`` (None: any rank)."""
-        mail = self._mail[(group, tag)]
-        for i, (sender, header, payload) in enumerate(mail):
-            if src is None or sender == src:
-                del mail[i]
-                self._complete(work, array, sender, header, payload)
+        with self._lock:
+            senders = self._senders(src)
+            for sender in senders:
+                self._catch_up(sender)
+            mail = self._mail[(group, tag)]
+            for i, (sender, header, payload) in enumerate(mail):
+                if src is None or sender == src:
+                    del mail[i]
+                    self._complete(work, array, sender, header, payload)
+                    return
+            if src in self._unreadable:
+                self._finish(work, self._unreadable[src])
                 return
-        self._waiting[(group, tag)].append((src, array, work))
-        self._pending[id(work)] = (work, lambda: self._timeout(group, tag, src, work))
+            self._waiting[(group, tag)].append((src, array, work))
+            self._pending[id(work)] = (work, lambda: self._timeout(group, tag, src, work))
+            if senders:
+                work._receives, work._peer = self, src
 
+    def poll(self, work):
+        """Take what the rings hold for ``work`` (in the caller's thread)."""
+        with self._lock:
+            self._polling = work
+            for sender in self._senders(work._peer):
+                self._catch_up(sender)
+            self._polling = None
+
+    def wait(self, work, end):
+        """Wait, in the caller's thread, until ``work`` completes, its deadline passes (then it
+        fails) or ``end`` comes."""
+        bell = self._bell
+        while bell is not None and not work._done.is_set():  # (None: the engine has stopped)
+            seen = int(bell[0])
+            self.poll(work)
+            now = time.monotonic()
+            if work._done.is_set() or now >= end:
+                return
+            if now >= work.deadline:
+                entry = self._pending.pop(id(work), None)
+                if entry is not None:
+                    entry[1]()
+                return
+            for _ in range(_SPINS if self._spin else 0):
+                if bell[0] != seen:
+                    break
+            else:
+                wait_word(bell, seen, min(_CHECK_EVERY, end - now, work.deadline - now))
+
+    # --- engine thread --------------------------------------------------------------------------
     def deliver(self, sender, header, payload):
-        """A message arrived: complete the first receive waiting for it, or keep it."""
-        key = (header.group, header.tag)
-        waiting = self._waiting[key]
+        """A message came by socket: take it, and what it was waiting for, in turn."""
+        with self._lock:
+            if header.seq >= self._expected[sender]:  # else not in turn: not one of ours
+                self._early[sender][header.seq] = (header, payload.buffer)
+                self._catch_up(sender)
+
+    def fail(self, error_for, group=None, src=None):
+        """Fail the receives waiting in ``group`` or for ``src`` (each None: any), with the
+        error ``error_for(work)``."""
+        with self._lock:
+            for (g, _), waiting in self._waiting.items():
+                if group is not None and g != group:
+                    continue
+                for entry in [w for w in waiting if src is None or w[0] == src]:
+                    waiting.remove(entry)
+                    self._pending.pop(id(entry[2]), None)
+                    self._finish(entry[2], error_for(entry[2]))
+
+    # --- under the lock -------------------------------------------------------------------------
+    def _senders(self, src):
+        if src is None:
+            return list(self._rings)
+        return [src] if src in self._rings else []
+
+    def _catch_up(self, sender):
+        """Take ``sender``'s messages in sequence order, as far as they have come."""
+        ring, early = self._rings.get(sender), self._early.get(sender)
+        while True:
+            seq = self._expected[sender]
+            if early and seq in early:
+                self._take(sender, *early.pop(seq))
+            elif ring is not None:
+                try:
+                    got = ring.peek()
+                    if got is not None and got[0].seq < seq:
+                        raise ValueError(f"rank {sender} sent message #{got[0].seq} twice")
+                except ValueError as e:
+                    self._broken_ring(sender, e)
+                    return
+                if got is None or got[0].seq != seq:
+                    return  # the next message comes by socket
+                self._take(sender, *got, copy=True)
+                ring.pop()
+            else:
+                return
+            self._expected[sender] = seq + 1
+
+    def _take(self, sender, header, payload, copy=False):
+        """Complete the first receive waiting for this message, or keep it (``copy``: the
+        payload is a view of a ring, and about to be written again)."""
+        waiting = self._waiting[(header.group, header.tag)]
         for i, (src, array, work) in enumerate(waiting):
             if src is None or src == sender:
                 del waiting[i]
                 self._pending.pop(id(work), None)
                 self._complete(work, array, sender, header, payload)
                 return
-        self._mail[key].append((sender, header, payload))
-
-    def fail(self, error_for, group=None, src=None):
-        """Fail the receives waiting in ``group`` or for ``src`` (each None: any), with the
-        error ``error_for(work)``."""
-        for (g, _), waiting in self._waiting.items():
-            if group is not None and g != group:
-                continue
-            for entry in [w for w in waiting if src is None or w[0] == src]:
-                waiting.remove(entry)
-                self._pending.pop(id(entry[2]), None)
-                entry[2]._finish(error_for(entry[2]))
+        self._mail[(header.group, header.tag)].append(
+            (sender, header, np.array(payload) if copy else payload))
 
     def _complete(self, work, array, sender, header, payload):
         if header.dtype != array.dtype or header.shape != array.shape:
-            work._finish(DistMismatchError(
+            self._finish(work, DistMismatchError(
                 f"recv on rank {self.rank}: rank {sender} sent a tensor of shape "
                 f"{list(header.shape)} and dtype {header.dtype}, but the receive buffer has "
                 f"shape {list(array.shape)} and dtype {array.dtype}. Allocate the buffer with "
                 "the sender's shape and dtype."), source=sender)
             return
         if array.nbytes:
-            np.copyto(array, wire.as_array(payload.buffer, array.dtype, array.shape))
-        work._finish(source=sender)
+            np.copyto(array, wire.as_array(payload, array.dtype, array.shape))
+        self._finish(work, source=sender)
+
+    def _finish(self, work, error=None, source=None):
+        work._finish(error, source)
+        if work._receives is not None and work is not self._polling:
+            ring_bell(self._bell)  # its caller may sleep on the doorbell
+
+    def _broken_ring(self, sender, error):
+        self._rings.pop(sender)
+        why = self._unreadable[sender] = DistBackendError(
+            f"rank {self.rank} cannot read rank {sender}'s messages: {error}")
+        for (g, _), waiting in self._waiting.items():
+            for entry in [w for w in waiting if w[0] == sender]:
+                waiting.remove(entry)
+                self._pending.pop(id(entry[2]), None)
+                self._finish(entry[2], why)
 
     def _timeout(self, group, tag, src, work):
-        waiting = self._waiting[(group, tag)]
-        waiting[:] = [w for w in waiting if w[2] is not work]
-        who = f"rank {src}" if src is not None else "any rank"
-        work._finish(DistTimeoutError(
-            f"{work.description} on rank {self.rank} timed out waiting for a message from "
-            f"{who} with tag {tag} (group {group}). Check that the sender calls send with the "
-            "same tag and group."))
+        with self._lock:
+            waiting = self._waiting[(group, tag)]
+            waiting[:] = [w for w in waiting if w[2] is not work]
+            who = f"rank {src}" if src is not None else "any rank"
+            self._finish(work, DistTimeoutError(
+                f"{work.description} on rank {self.rank} timed out waiting for a message from "
+                f"{who} with tag {tag} (group {group}). Check that the sender calls send with "
+                "the same tag and group."))

@@ -11,6 +11,10 @@ space, not memory: a lane costs what its slots hold.
 An algorithm copies a chunk of its buffer into a slot of its own lane, says so with a small
 message, and reads its peers' slots in place (see collectives.py). That is one copy per byte
 instead of two socket copies, the kernel's TCP work and a freshly allocated receive buffer.
+
+After the lanes, the file holds one point-to-point ring per peer (rings.py). Each process also
+has a doorbell: one word in a second, page-sized memfd that its peers map writable, so that a
+peer that leaves a message can wake it (``ring_bell``) whatever it waits for.
 """
 import collections
 import ctypes
@@ -28,10 +32,15 @@ _BOX_HEAD = 4096          # a mailbox's flag, header length and header (fastpath
 _BOX = _BOX_HEAD + MAILBOX_BYTES
 _LANE = SLOTS * SLOT_BYTES + 2 * _BOX
 LANES = 64
+RING_BYTES = 256 << 10  # a point-to-point ring's data (rings.py)
+_RING_HEAD = 128        # its write position, and how far this rank has read the peer's ring
+_RING = _RING_HEAD + RING_BYTES
+_BELL_BYTES = 4096
 
 
 _FUTEX = 202  # the futex syscall on x86_64 Linux, where fastpath.py runs
-_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+_FUTEX_WAIT, _FUTEX_WAKE, _FUTEX_WAKE_OP = 0, 1, 5
+_ADD_ONE = (1 << 28) | (1 << 12)  # FUTEX_WAKE_OP's operation: add 1 to the word
 _libc = ctypes.CDLL(None, use_errno=True)  # its calls release the GIL
 
 
@@ -54,6 +63,14 @@ def wake_word(flag):
                   ctypes.c_int(2**31 - 1), None, None, 0)
 
 
+def ring_bell(bell):
+    """Add one to the int32 ``bell`` (a doorbell, in shared memory) and wake every process
+    sleeping on it, in one atomic step: a sleeper that read the old value cannot miss it."""
+    address = ctypes.c_void_p(bell.ctypes.data)
+    _libc.syscall(_FUTEX, address, _FUTEX_WAKE_OP, ctypes.c_int(2**31 - 1), None, address,
+                  ctypes.c_int(_ADD_ONE))
+
+
 def enabled():
     """Whether this process offers shared memory to its peers (DTRAIN_SHM=0 turns it off)."""
     return os.environ.get("DTRAIN_SHM", "1") != "0"
@@ -73,7 +90,7 @@ def host_key():
 
 def open_peers(cards, me):
     """Map the lanes of every peer that shares this host and offers them: rank -> Lanes.
-    ``cards``: rank -> {"host": host_key(), "lanes": path or None}."""
+    ``cards``: rank -> {"host": host_key(), "lanes": path or None, "bell": path or None}."""
     mine = cards[me]
     peers = {}
     if not mine["lanes"]:
@@ -81,7 +98,7 @@ def open_peers(cards, me):
     for rank, card in cards.items():
         if rank != me and card["lanes"] and card["host"] == mine["host"]:
             try:
-                peers[rank] = Lanes.open(card["lanes"])
+                peers[rank] = Lanes.open(card["lanes"], card["bell"], len(cards))
             except OSError as e:
                 for lanes in peers.values():
                     lanes.close()
@@ -148,30 +165,40 @@ class SharedHost:
 
 
 class Lanes:
-    """One process's lanes: its own (writable) or a peer's (read-only)."""
+    """One process's lanes, rings and doorbell: its own (writable) or a peer's (read-only,
+    but for the doorbell)."""
 
-    def __init__(self, fd, writable):
-        size = LANES * _LANE
+    def __init__(self, fd, bell_fd, writable, world):
+        size = LANES * _LANE + world * _RING
         if writable:
             os.ftruncate(fd, size)
+            os.ftruncate(bell_fd, _BELL_BYTES)
         self._map = mmap.mmap(fd, size, prot=mmap.PROT_READ | (mmap.PROT_WRITE if writable
                                                                  else 0))
         self._bytes = np.frombuffer(self._map, dtype=np.uint8)
+        self._bell_map = mmap.mmap(bell_fd, _BELL_BYTES)
+        self.bell = np.frombuffer(self._bell_map, dtype=np.int32)[:1]
 
     @classmethod
-    def create(cls):
+    def create(cls, world):
+        """This process's own, with a ring for each of ``world`` ranks."""
         fd = os.memfd_create("dtrain-lanes", os.MFD_CLOEXEC)
-        lanes = cls(fd, writable=True)
-        lanes.fd = fd
-        lanes.path = f"/proc/{os.getpid()}/fd/{fd}"
+        bell_fd = os.memfd_create("dtrain-bell", os.MFD_CLOEXEC)
+        lanes = cls(fd, bell_fd, writable=True, world=world)
+        lanes.fds = (fd, bell_fd)
+        lanes.path, lanes.bell_path = (f"/proc/{os.getpid()}/fd/{f}" for f in lanes.fds)
         return lanes
 
     @classmethod
-    def open(cls, path):
-        """Map a peer's lanes, given the path it published."""
+    def open(cls, path, bell_path, world):
+        """Map a peer's, given the paths it published."""
         fd = os.open(path, os.O_RDONLY)
         try:
-            return cls(fd, writable=False)
+            bell_fd = os.open(bell_path, os.O_RDWR)
+            try:
+                return cls(fd, bell_fd, writable=False, world=world)
+            finally:
+                os.close(bell_fd)
         finally:
             os.close(fd)
 
@@ -187,11 +214,20 @@ class Lanes:
         box = self._bytes[start:start + _BOX]
         return box[:16].view(np.int64), box[16:_BOX_HEAD], box[_BOX_HEAD:]
 
+    def ring(self, peer):
+        """The ring block for rank ``peer``: (this process's write position in its ring to
+        ``peer``, how far this process has read ``peer``'s ring to it; both int64 arrays of
+        one element), and the ring's data bytes."""
+        start = LANES * _LANE + peer * _RING
+        head = self._bytes[start:start + _RING_HEAD].view(np.int64)
+        return head[0:1], head[8:9], self._bytes[start + _RING_HEAD:start + _RING]
+
     def close(self):
-        self._bytes = None
-        try:
-            self._map.close()
-        except BufferError:  # a slot view is still referenced; the mapping goes with it
-            pass
-        if hasattr(self, "fd"):
-            os.close(self.fd)
+        self._bytes = self.bell = None
+        for m in (self._map, self._bell_map):
+            try:
+                m.close()
+            except BufferError:  # a view is still referenced; the mapping goes with it
+                pass
+        for fd in getattr(self, "fds", ()):
+            os.close(fd)

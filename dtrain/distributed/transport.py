@@ -18,7 +18,7 @@ import time
 import numpy as np
 import zmq
 
-from . import auth, fastpath, shm, wire
+from . import auth, fastpath, rings, shm, wire
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
 from .liveness import GRACE, PeerWatch
 from .p2p import Receives
@@ -54,6 +54,9 @@ class Engine:
         self._startup_error = None
         self._stopping = False
         self._submitted = {}  # group -> Works of its collectives given to the engine thread
+        self._send_lock = threading.Lock()  # numbers point-to-point messages in sending order
+        self._sent = collections.Counter()  # peer -> point-to-point messages sent it
+        self._rings = {}  # peer on this host -> rings.Outbound
         self.address = None
         self.card = None  # what peers need to reach this rank: address, host, shared memory
         self._thread = threading.Thread(target=self._run, name=f"dtrain-engine-{rank}",
@@ -66,11 +69,14 @@ class Engine:
     # --- called from any thread ---------------------------------------------------------------
     def call(self, fn, *args):
         """Run ``fn(*args)`` on the engine thread, soon."""
+        self._check_open()
+        self._commands.append((fn, args))
+        os.write(self._wake_w, b"x")
+
+    def _check_open(self):
         if self._stopping:
             raise DistBackendError("the process group was destroyed; call "
                                    "init_process_group() again before communicating")
-        self._commands.append((fn, args))
-        os.write(self._wake_w, b"x")
 
     def submit(self, run):
         """Start a collective: a small one among processes of this host runs right here, in
@@ -184,9 +190,10 @@ class Engine:
         port = self._router.bind_to_random_port(f"tcp://{self._host}")
         self.address = f"tcp://{self._host}:{port}"
         host = shm.host_key() if shm.enabled() else None
-        self.shared = shm.SharedHost(self.rank, shm.Lanes.create() if host else None)
-        self.card = {"address": self.address, "host": host,
-                     "lanes": self.shared.own.path if self.shared.own else None}
+        own = shm.Lanes.create(self._world_size) if host else None
+        self.shared = shm.SharedHost(self.rank, own)
+        self.card = {"address": self.address, "host": host, "lanes": own and own.path,
+                     "bell": own and own.bell_path}
         self._peers = {}
         self.pending = {}     # id(work) -> (work, on_timeout)
         self._tracked = {}     # rank -> Works waiting on zero-copy sends to it
@@ -212,6 +219,8 @@ class Engine:
         self._router.close(linger=0)
         if self._zap is not None:
             self._zap.close()
+        self._rings.clear()  # their views of the mappings first, or these could not close
+        self._receives.add_rings(None, None)
         self.shared.close()
         self._ctx.term()
 
@@ -219,6 +228,12 @@ class Engine:
         """Connect to every peer's data socket. ``addresses``: global rank -> address;
         ``lanes``: global rank -> the mapped lanes of the peers on this host."""
         self.shared.add_peers(lanes)
+        if lanes and rings.ENABLED:
+            own = self.shared.own
+            self._receives.add_rings({r: rings.Inbound(own, peer, self.rank, r)
+                                      for r, peer in lanes.items()}, own.bell)
+            self._rings.update({r: rings.Outbound(own, peer, self.rank, r)
+                                for r, peer in lanes.items()})
         for rank, address in addresses.items():
             if rank == self.rank or rank in self._peers:
                 continue
@@ -286,11 +301,29 @@ class Engine:
 
     # --- point-to-point -------------------------------------------------------------------------
     def post_send(self, dst, group, tag, array, work):
+        """Send ``array`` to ``dst`` (any thread): through the ring to it if it has one and the
+        message fits, else through the engine thread. Either way it is numbered, in order."""
+        self._check_open()
         if self.refuse(group, work, (dst,)):
             return
-        header = wire.encode(wire.P2P, group, 0, tag, 0, 0, array.dtype, array.shape, -1,
-                             array.nbytes)
-        tracker = self.send(dst, header, np.ascontiguousarray(array))
+        ring = self._rings.get(dst)
+        with self._send_lock:
+            seq = self._sent[dst]
+            self._sent[dst] = seq + 1
+            header = wire.encode(wire.P2P, group, seq, tag, 0, 0, array.dtype, array.shape, -1,
+                                 array.nbytes)
+            payload = np.ascontiguousarray(array)  # (at least one dim: the header keeps shape)
+            if ring is not None and ring.put(header, payload):
+                work._finish()
+                return
+            self.call(self._send_now, dst, header, payload, work)
+
+    def _send_now(self, dst, header, array, work):
+        # NOTE: sent even if its group broke since it was posted: the peer counts on every
+        # number arriving (p2p.py)
+        if self.refuse(None, work, (dst,)):
+            return
+        tracker = self.send(dst, header, array)
         if tracker is not None:
             work._trackers.append(tracker)
             self.track(dst, work)
@@ -305,6 +338,8 @@ class Engine:
         works.append(work)
 
     def post_recv(self, src, group, tag, array, work):
+        """Post a receive (any thread)."""
+        self._check_open()
         if self.refuse(group, work, () if src is None else (src,)):
             return
         self._receives.post(src, group, tag, array, work)
@@ -357,7 +392,8 @@ class Engine:
     def _poll_timeout_ms(self):
         if not self.pending:
             return _POLL_MAX_MS if self._watch.next_time() is None else int(GRACE * 1000)
-        soonest = min(work.deadline for work, _ in self.pending.values())
+        # (a list first: callers' threads add receives to ``pending`` meanwhile)
+        soonest = min(work.deadline for work, _ in list(self.pending.values()))
         if self._watch.next_time() is not None:
             soonest = min(soonest, self._watch.next_time())
         soonest = self.runs.next_time(soonest)

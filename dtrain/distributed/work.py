@@ -22,6 +22,8 @@ class Work:
     """
 
     _watch = None  # a debug.OpWatch while the DETAIL log or the timeline is on
+    _receives = None  # p2p.Receives, for a receive that its caller can take from a ring
+    _peer = None      # with it: the rank received from (None: any rank)
 
     def __init__(self, description, deadline):
         self.description = description
@@ -51,7 +53,9 @@ class Work:
             # the engine fails the work at its deadline; the slack only guards a dead engine
             limit = max(self.deadline - time.monotonic(), 0) + 5.0
         end = time.monotonic() + limit
-        if not self._done.wait(limit):
+        if self._receives is not None:
+            self._receives.wait(self, end)
+        if not self._done.wait(max(end - time.monotonic(), 0)):
             raise DistTimeoutError(f"{self.description} did not complete within {limit:.1f} s")
         if self._error is not None:
             raise self._error
@@ -80,6 +84,8 @@ class Work:
 
     def is_completed(self):
         """True once the operation is done and its results are in place."""
+        if self._receives is not None and not self._done.is_set():
+            self._receives.poll(self)
         if not (self._done.is_set() and all(t.done for t in self._trackers)):
             return False
         if self._error is None:
