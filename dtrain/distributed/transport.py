@@ -212,6 +212,7 @@ class Engine:
     def _teardown(self):
         self._fail_all(DistBackendError("the process group was destroyed while this "
                                         "operation was in flight"))
+        self._receive_all()  # goodbyes that came meanwhile: no lingering for those peers
         self._watch.close(self._peers.values())
         for rank, sock in self._peers.items():
             # let queued messages reach the peers that can still take them
