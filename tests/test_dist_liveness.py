@@ -44,19 +44,29 @@ def test_a_long_wait_logs_which_ranks_have_not_arrived(path):
 
 def hangs(rank, world, size, tmp):
     import dtrain.distributed as dist
-    dist.init_process_group("gloo")
-    if rank == 1:
-        with open(os.path.join(tmp, "pid"), "w") as f:
-            f.write(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGSTOP)  # alive, but answers nothing
-    start = time.monotonic()
+    pid_file, ready = os.path.join(tmp, "pid"), os.path.join(tmp, "ready")
     try:
-        dist.all_reduce(np.ones(size, np.float32))
-        return "no error", 0.0
-    except dist.DistError as e:
-        return f"{type(e).__name__}: {e}", time.monotonic() - start
+        dist.init_process_group("gloo")
+        if rank == 1:
+            with open(pid_file, "w") as f:
+                f.write(str(os.getpid()))
+            # its own init messages may still wait in its ZeroMQ queue when its init returns:
+            # stop only once rank 0's init has returned (it has them)
+            while not os.path.exists(ready):
+                time.sleep(0.005)
+            os.kill(os.getpid(), signal.SIGSTOP)  # alive, but answers nothing
+        open(ready, "w").close()
+        while not os.path.exists(pid_file):
+            time.sleep(0.005)
+        start = time.monotonic()
+        try:
+            dist.all_reduce(np.ones(size, np.float32))
+            return "no error", 0.0
+        except dist.DistError as e:
+            return f"{type(e).__name__}: {e}", time.monotonic() - start
     finally:
-        os.kill(int(open(os.path.join(tmp, "pid")).read()), signal.SIGKILL)
+        if rank == 0 and os.path.exists(pid_file):  # also when init failed: no 40 s hang
+            os.kill(int(open(pid_file).read()), signal.SIGKILL)
 
 
 @pytest.mark.timeout(60)
