@@ -290,7 +290,9 @@ class Engine:
                 self.runs.probed(src, header)
             elif header.kind == wire.BYE:
                 # a peer that lost another may leave at once: name the lost one first, as the
-                # cause, not this one's leaving
+                # cause, not this one's leaving (whose closed connection, if already seen,
+                # is its goodbye's, not a loss)
+                self._watch.lost.pop(src, None)
                 for rank in self._watch.due(force=True):
                     self._peer_gone(rank)
                 self._watch.said_goodbye(src)
