@@ -273,9 +273,14 @@ class Agent:
         # the first failure: a peer that left); the rest were stopped
         raised = [w for w in running if w.code != 0 and os.path.exists(w.error_file)]
         stopped = [w for w in running if w not in raised]
+        # the root cause first: a worker killed by a signal, else the earliest traceback (the
+        # worker that failed first may have exited after those it made fail)
+        killed = [w for w in failed if w.code < 0]
+        failed = killed + sorted([w for w in failed + raised if w not in killed],
+                                 key=lambda w: (_mtime(w.error_file), w.rank))
         title = (f"{self.job.name} failed (attempt {attempt + 1} of "
                  f"{self.job.max_restarts + 1})")
-        self.console.say(failure_report(title, [w.end() for w in failed + raised],
+        self.console.say(failure_report(title, [w.end() for w in failed],
                                         [w.end() for w in stopped], self.job.node_rank))
 
     def _on_signal(self, signum, frame):
