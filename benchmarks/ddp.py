@@ -40,7 +40,7 @@ def bucket_elements(ddp):
     torch's list is its buckets as rebuilt after the first backward."""
     if hasattr(ddp, "reducer"):
         return [b.buffer().numel() for b in ddp.reducer._get_zeros_like_grad_buckets()]
-    return [b.buffer.size for b in ddp._buckets]
+    return [b.size for b in ddp._buckets]
 
 
 def ddp_worker(rank, world, lib_name, dims, batch, steps, cap_mb):

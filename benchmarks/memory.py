@@ -24,8 +24,8 @@ keeps). The baseline is taken after gc + malloc_trim too.
     DDP, with DDP, and with DDP(gradient_as_bucket_view=True). DDP's overhead = RSS increase
     with DDP - RSS increase without, per rank, as a multiple of the parameter bytes, at the end
     of the steps (and the same for the peaks). Target: <= 1x. DDP's own flat bucket buffers
-    are also counted directly (dtrain: ``ddp._buckets[i].buffer``; torch: its reducer's
-    buckets, read as benchmarks/ddp.py does).
+    are also counted directly (dtrain: the ``ddp._buckets[i].buffer`` it made, none for float
+    gradients reduced in place; torch: its reducer's buckets, read as benchmarks/ddp.py does).
 
 Each figure is the worse of the two ranks.
 """
@@ -178,11 +178,18 @@ def ddp_worker(rank, world, lib_name, variant, dims, batch, steps):
     end = _snapshot()
     trimmed = _trimmed()
     # after the measurement: torch's way of reading its buckets allocates zeros like them
-    bucket_bytes = sum(bucket_elements(model)) * 4 if variant != "off" else 0
+    bucket_bytes = _bucket_buffer_bytes(model) if variant != "off" else 0
     _stop(lib)
     return {"rank": rank, "base": base, "built": built, "end": end, "trimmed": trimmed,
             "reset_ok": reset_ok, "hwm_before_reset_kb": hwm_before,
             "param_bytes": param_bytes, "bucket_bytes": bucket_bytes}
+
+
+def _bucket_buffer_bytes(ddp):
+    """The bytes of the flat bucket buffers DDP holds."""
+    if hasattr(ddp, "reducer"):
+        return sum(bucket_elements(ddp)) * 4
+    return sum(b.buffer.nbytes for b in ddp._buckets if "buffer" in vars(b))
 
 
 def increases(r):

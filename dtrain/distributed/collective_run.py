@@ -67,10 +67,10 @@ class CollectiveRun:
         chunks; the yield returns the lane's chunk count at the start."""
         return _LaneTurn(chunks)
 
-    def slot(self, peer, index, like):
-        """Group rank ``peer``'s lane slot for chunk ``index``, shaped like array ``like``."""
-        return self._engine.shared.slot(self.group.id, self.ranks[peer], index, like.dtype,
-                                        like.size)
+    def slot(self, peer, index, dtype, count):
+        """Group rank ``peer``'s lane slot for chunk ``index``, as ``count`` elements of
+        ``dtype``."""
+        return self._engine.shared.slot(self.group.id, self.ranks[peer], index, dtype, count)
 
     @property
     def shares_memory(self):

@@ -1,8 +1,10 @@
 """Collective algorithms, each a generator run by the engine (see collective_run.py).
 
-Every algorithm works on flat, contiguous numpy arrays and ranks within the group. Reductions
-combine contributions in one fixed order (rank order, or ring order for one owner per chunk
-followed by copies), so every rank ends with bit-identical results.
+Every algorithm works on flat, contiguous numpy arrays and ranks within the group; all_reduce
+also takes a list of them, reduced as their concatenation (DDP's gradients, without copying
+them into one buffer first). Reductions combine contributions in one fixed order (rank order,
+or ring order for one owner per chunk followed by copies), so every rank ends with
+bit-identical results.
 """
 import numpy as np
 
@@ -25,18 +27,36 @@ def _others(run):
 def all_reduce(run, buf, op):
     """Through shared memory when every rank is on this host (small calls there take
     fastpath.py's mailboxes instead, without the engine); else a direct exchange for small
-    buffers and ring reduce-scatter + all-gather for large ones."""
+    buffers and ring reduce-scatter + all-gather for large ones. ``buf``: an array, or a list
+    of arrays of one dtype."""
     if run.size == 1:
         return
     if run.shares_memory:
         run.algorithm, run.variant = "shared", 1
         yield from _shared_all_reduce(run, buf, op)
-    elif buf.nbytes <= SMALL or buf.size < run.size:
+        return
+    whole = joined(buf)
+    if whole.nbytes <= SMALL or whole.size < run.size:
         run.algorithm = "direct"
-        yield from _direct_all_reduce(run, buf, op)
+        yield from _direct_all_reduce(run, whole, op)
     else:
         run.algorithm = "ring"
-        yield from _ring_all_reduce(run, buf, op)
+        yield from _ring_all_reduce(run, whole, op)
+    scatter_back(whole, buf)
+
+
+def joined(buf):
+    """``buf`` as one flat array: itself, or a list's concatenation (a copy)."""
+    return buf if isinstance(buf, np.ndarray) else np.concatenate(buf)
+
+
+def scatter_back(whole, buf):
+    """Copy ``joined(buf)``'s results back into the list ``buf`` (nothing for an array)."""
+    if whole is not buf:
+        start = 0
+        for part in buf:
+            np.copyto(part, whole[start:start + part.size])
+            start += part.size
 
 
 def average(buf, op, n):
@@ -96,24 +116,48 @@ def _shared_all_reduce(run, buf, op):
     chunk g-3, the last user of slot g % 3. The chunk count runs on across the group's calls,
     so this holds from one call to the next too.
     """
-    per = SLOT_BYTES // buf.itemsize
-    pieces = [buf[i:i + per] for i in range(0, buf.size, per)]
-    first = yield run.lane(len(pieces))
+    parts = [buf] if isinstance(buf, np.ndarray) else buf
+    dtype = parts[0].dtype
+    chunks = _chunked(parts, SLOT_BYTES // dtype.itemsize)
+    first = yield run.lane(len(chunks))
     others = _others(run)
 
     def put(i):
-        np.copyto(run.slot(run.me, first + i, pieces[i]), pieces[i])
+        slot = run.slot(run.me, first + i, dtype, chunks[i][-1])
+        for piece, at in chunks[i][:-1]:
+            np.copyto(slot[at:at + piece.size], piece)
         for k in others:
             run.send(k, _EMPTY)
 
     put(0)
-    for i, piece in enumerate(pieces):
+    for i, chunk in enumerate(chunks):
         for k in others:
             yield run.recv(k)
-        if i + 1 < len(pieces):
+        if i + 1 < len(chunks):
             put(i + 1)
-        combine(piece, [run.slot(k, first + i, piece) for k in range(run.size)], op)
-        average(piece, op, run.size)  # while the chunk is in cache
+        slots = [run.slot(k, first + i, dtype, chunk[-1]) for k in range(run.size)]
+        for piece, at in chunk[:-1]:
+            combine(piece, [s[at:at + piece.size] for s in slots], op)
+            average(piece, op, run.size)  # while the chunk is in cache
+
+
+def _chunked(parts, per):
+    """The concatenation of the arrays ``parts``, cut into chunks of ``per`` elements: for each
+    chunk, its pieces as (view of a part, offset in the chunk), then its element count."""
+    chunks, chunk, filled = [], [], 0
+    for part in parts:
+        start = 0
+        while start < part.size:
+            take = min(per - filled, part.size - start)
+            chunk.append((part[start:start + take], filled))
+            filled += take
+            start += take
+            if filled == per:
+                chunks.append(chunk + [filled])
+                chunk, filled = [], 0
+    if chunk:
+        chunks.append(chunk + [filled])
+    return chunks
 
 
 def broadcast(run, buf, root):

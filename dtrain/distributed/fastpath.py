@@ -44,8 +44,10 @@ _X86 = platform.machine() == "x86_64"
 
 
 def _all_reduce(ex, buf, op):
-    collectives.combine(buf, ex.exchange(buf), op)
-    collectives.average(buf, op, len(ex.run.ranks))
+    whole = collectives.joined(buf)
+    collectives.combine(whole, ex.exchange(whole), op)
+    collectives.average(whole, op, len(ex.run.ranks))
+    collectives.scatter_back(whole, buf)
 
 
 def _reduce(ex, buf, op, root):

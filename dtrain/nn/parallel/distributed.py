@@ -2,10 +2,12 @@
 
 Parameters are grouped into buckets in reverse registration order (the order their gradients
 become ready), the first one small so communication starts early. A post-accumulate-grad hook
-marks each parameter ready; a full bucket is copied into one flat buffer and all-reduced
-asynchronously while backward goes on. A callback at the end of backward waits for every bucket
-and writes the averaged gradients back, so ``optimizer.step()`` right after sees them.
+marks each parameter ready; a full bucket is all-reduced asynchronously while backward goes
+on: its float gradients where they are, as one concatenation (collectives.all_reduce takes a
+list), else copied into the bucket's flat buffer. A callback at the end of backward waits for
+every bucket (and copies buffers back), so ``optimizer.step()`` right after sees the averages.
 """
+import functools
 import logging
 import time
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ import numpy as np
 
 from ... import distributed as dist
 from ... import timeline
+from ...distributed import collectives
 from ...autograd import engine
 from ...distributed import debug
 from ...autograd.grad_mode import no_grad
@@ -30,12 +33,19 @@ class _Bucket:
         self.dtype = params[0]._data.dtype
         sizes = [p._data.size for p in params]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.buffer = np.zeros(int(self.offsets[-1]), dtype=self.dtype)
+        self.size = int(self.offsets[-1])
+        self.nbytes = self.size * self.dtype.itemsize
         self.pending = len(params)
         self.work = None
+        self.in_place = False  # this pass reduces the gradients where they are
         self.full = False
         self.globally_used = None  # with find_unused_parameters: which params some rank used
         self.ready_ns = None  # when it was launched, while the DETAIL log or the timeline is on
+
+    @functools.cached_property
+    def buffer(self):
+        """The flat buffer, made when first needed (gradients reduced in place need none)."""
+        return np.zeros(self.size, dtype=self.dtype)
 
     def view(self, i):
         return self.buffer[self.offsets[i]:self.offsets[i + 1]].reshape(self.params[i]._data.shape)
@@ -85,7 +95,7 @@ class DistributedDataParallel(Module):
         self._reset()
         self.comm_wait_seconds = 0.0  # time spent blocked on communication, cumulative
         if debug.get_debug_level() is not debug.DebugLevel.OFF:
-            sizes = [b.buffer.nbytes for b in self._buckets]
+            sizes = [b.nbytes for b in self._buckets]
             debug.log(self._pg.ranks[self._pg.me],
                       f"DistributedDataParallel: {_count(len(named), 'parameter')} in "
                       f"{_count(len(sizes), 'bucket')} of {sizes} bytes, group {self._pg.id}")
@@ -186,16 +196,34 @@ class DistributedDataParallel(Module):
     def _launch(self, bucket):
         if debug.detail or timeline.recorder is not None:
             bucket.ready_ns = time.time_ns()
-        for i, p in enumerate(bucket.params):
+        grads = [None if p._grad is None else p._grad._data for p in bucket.params]
+        bucket.in_place = self._reducible_in_place(bucket, grads)
+        if bucket.in_place:
+            # floats are averaged by the all_reduce itself (chunk by chunk, while in cache)
+            bucket.work = self._pg.run("all_reduce", collectives.all_reduce,
+                                       ([g.reshape(-1) for g in grads], collectives.AVG),
+                                       bucket.dtype, (bucket.size,), op=collectives.AVG)
+            return
+        for i, grad in enumerate(grads):
             view = bucket.view(i)
-            if p._grad is None:
+            if grad is None:
                 view[...] = 0
-            elif p._grad._data is not view:
-                np.copyto(view, p._grad._data)
-        # floats are averaged by the all_reduce itself (chunk by chunk, while in cache)
+            elif grad is not view:
+                np.copyto(view, grad)
         op = dist.ReduceOp.AVG if bucket.dtype.kind == "f" else dist.ReduceOp.SUM
         bucket.work = dist.all_reduce(bucket.buffer, op=op, group=self.process_group,
                                       async_op=True)
+
+    def _reducible_in_place(self, bucket, grads):
+        """Whether the bucket's gradients can be all-reduced where they are: floats, each its
+        own contiguous, writable array (no copy into the buffer and back). Not with
+        gradient_as_bucket_view, whose gradients are to end as views of the buffer."""
+        if self.gradient_as_bucket_view or bucket.dtype.kind != "f":
+            return False
+        if any(g is None or g.dtype != bucket.dtype or not g.flags.c_contiguous
+               or not g.flags.writeable for g in grads):
+            return False
+        return len({g.__array_interface__["data"][0] for g in grads}) == len(grads)
 
     def _finish_backward(self):
         try:
@@ -224,14 +252,14 @@ class DistributedDataParallel(Module):
             watch = bucket.work._watch if bucket.work is not None else None
             if watch is None or bucket.ready_ns is None:
                 continue  # not launched this pass, or launched before the log was turned on
-            args = {"bucket": i, "params": len(bucket.params), "bytes": bucket.buffer.nbytes,
+            args = {"bucket": i, "params": len(bucket.params), "bytes": bucket.nbytes,
                     "seq": watch.seq}
             if timeline.recorder is not None:
                 timeline.recorder.add(f"DDP bucket {i}", timeline.COMM, bucket.ready_ns,
                                       watch.end_ns, args)
             if debug.detail:
                 debug.log(rank, f"DDP bucket {i} ({_count(len(bucket.params), 'param')}, "
-                                f"{bucket.buffer.nbytes} bytes): launched to reduced in "
+                                f"{bucket.nbytes} bytes): launched to reduced in "
                                 f"{(watch.end_ns - bucket.ready_ns) / 1e6:.3f} ms, all_reduce "
                                 f"#{watch.seq} {(watch.end_ns - watch.start_ns) / 1e6:.3f} ms",
                           logging.DEBUG)
@@ -264,6 +292,10 @@ class DistributedDataParallel(Module):
 
     def _write_back(self, bucket):
         if bucket.work is None:
+            return
+        if bucket.in_place:
+            for p in bucket.params:
+                p._grad._bump()
             return
         if bucket.dtype.kind != "f":  # floats came averaged (ReduceOp.AVG)
             np.floor_divide(bucket.buffer, self._world, out=bucket.buffer)
