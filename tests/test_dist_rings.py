@@ -1,9 +1,10 @@
 """Same-host point-to-point through shared-memory rings (rings.py, p2p.py): messages up to
 rings.MAX_PAYLOAD go through a per-pair ring, written by the sender's thread and read by the
-receiver's, and the others (or those that find the ring full) by socket. That the rings are
-really used, that both ways together keep the order sent, match tags and groups, serve
-any-source receives, polling and many threads, time out and fail cleanly; and, in one
-process, the ring itself: round trip, wrap-around, a full ring, malformed records."""
+receiver's, larger ones through the sender's bulk area beside it, and those that find either
+busy by socket. That the rings are really used, that the ways together keep the order sent,
+match tags and groups, serve any-source receives, polling and many threads, time out and fail
+cleanly, and that a large message outlives its sender; and, in one process, the ring itself:
+round trip, wrap-around, a full ring, the bulk area, malformed records."""
 import threading
 import time
 
@@ -82,7 +83,7 @@ def mixed_sizes_in_order(rank, world):
                  for i, (count, dtype) in enumerate(schedule)]
         for work in works:
             work.wait()
-        used = engine._rings[1]._position
+        used = engine._rings[1]._position, engine._rings[1]._bulk is not None
     else:
         for i, (count, dtype) in enumerate(schedule):
             buf = np.zeros(count, dtype)
@@ -96,11 +97,12 @@ def mixed_sizes_in_order(rank, world):
 
 @pytest.mark.timeout(60)
 def test_ring_and_socket_messages_with_one_tag_arrive_in_the_order_sent():
-    (large, sent, _, written), (_, _, delivered, read) = run_ranks(mixed_sizes_in_order, 2,
-                                                                     timeout=50)
+    (large, sent, _, (written, bulk)), (_, _, delivered, read) = run_ranks(
+        mixed_sizes_in_order, 2, timeout=50)
     assert large == 15
-    # the large ones went by socket, and the small ones by ring (some may find it full)
-    assert large <= sent < 40 and large <= delivered < 40, (sent, delivered)
+    # the large ones went through the bulk area, or by socket when they found it unread; the
+    # small ones by ring (or by socket when they found it full)
+    assert bulk and sent == delivered < 40, (sent, delivered)
     assert written > 0 and read == written
 
 
@@ -237,6 +239,8 @@ def polled(rank, world):
         dist.send(message(0, 5, np.int64), dst=1)
         dist.send(message(1, 2, np.int16), dst=1, tag=4)
         dist.barrier()
+        from dtrain.distributed import rings
+        rings.MAX_BULK = 0  # by socket, not through the bulk area
         dist.send(message(2, MB, np.int8), dst=1, tag=5)
     dist.destroy_process_group()
     return len(delivered)
@@ -480,7 +484,29 @@ def test_records_of_every_size_wrap_around_the_ring_many_times(ring):
         check(inbound, *unread.pop(0))
     assert inbound.peek() is None
     assert out._position > 5 * RING_BYTES and inbound._position == out._position
-    too_big = np.zeros(rings.MAX_PAYLOAD + 1, np.uint8)
+
+
+@pytest.mark.timeout(30)
+def test_large_messages_go_through_the_bulk_area_one_at_a_time(ring, monkeypatch):
+    from dtrain.distributed import rings
+    out, inbound, _, _ = ring
+    rng = np.random.default_rng(1)
+    sizes = [rings.MAX_PAYLOAD + 1, 3 << 20, 100_000, 5 << 20, 1 << 20]
+    for seq, n in enumerate(sizes):
+        array = rng.integers(0, 256, size=n, dtype=np.uint8)
+        assert out.put(header(array, seq), array)
+        assert out.unread()
+        later = np.ones(n, np.uint8)
+        assert not out.put(header(later, seq + 1), later)  # one at a time: by socket
+        small = np.ones(4, np.uint8)
+        assert out.put(header(small, seq + 1), small) and out.unread()  # the ring is free
+        check(inbound, seq, array)  # (the area grew, with the same fd number, maybe)
+        assert not out.unread()
+        inbound.peek()
+        inbound.pop()
+    assert out._bulk[1].size() < 6 << 20  # as large as the largest message, rounded to a page
+    monkeypatch.setattr(rings, "MAX_BULK", 1 << 20)
+    too_big = np.zeros((1 << 20) + 1, np.uint8)
     assert not out.put(header(too_big, 100), too_big)
 
 
@@ -515,11 +541,11 @@ def _corrupt_negative_payload(data):
 
 
 def _corrupt_magic(data):
-    data[16:18] = np.frombuffer(b"XX", np.uint8)
+    data[32:34] = np.frombuffer(b"XX", np.uint8)  # the header, after three lengths and a pad
 
 
 def _corrupt_kind(data):
-    data[16 + 3] = 2  # COLLECTIVE
+    data[32 + 3] = 2  # COLLECTIVE
 
 
 def _corrupt_payload_size(data):
@@ -543,3 +569,42 @@ def test_a_malformed_record_raises_a_value_error_naming_the_problem(ring, corrup
     for _ in range(2):  # and again: it stays an error, not garbage
         with pytest.raises(ValueError, match=problem):
             inbound.peek()
+
+
+SEND_LARGE_THEN_DIE = """
+import sys, time
+import numpy as np
+import dtrain.distributed as dist
+dist.init_process_group("gloo")
+t = np.arange(1 << 20, dtype=np.float32)
+if dist.get_rank() == 0:
+    dist.send(t, dst=1)  # through the bulk area, which goes with this process
+    raise ValueError("dies")  # leaves without the parting barrier, before rank 1 has read it
+time.sleep(1.0)  # rank 0 has left by now: what it sent before is still received
+got = np.zeros_like(t)
+dist.recv(got, src=0)
+print("equal", bool((got == t).all()))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_large_message_outlives_a_sender_that_leaves_at_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from multiproc import ROOT, free_port
+    script = tmp_path / "send_large.py"
+    script.write_text(SEND_LARGE_THEN_DIE)
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+               WORLD_SIZE="2", PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, str(script)], env=dict(env, RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    try:
+        out = [p.communicate(timeout=40) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert out[1][0] == "equal True\n", out[1][1]
+    assert "ValueError: dies" in out[0][1]

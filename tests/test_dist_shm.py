@@ -98,6 +98,14 @@ def leaves_nothing(rank, world):
     buf = np.ones(2 * MB, np.float32)
     dist.all_reduce(buf)
     assert (buf == world).all()
+    big = np.full(MB, rank, np.float32)  # through the bulk areas (rings.py), both ways
+    if rank == 0:
+        dist.send(big, dst=1)
+        dist.recv(big, src=1)
+    else:
+        dist.recv(big, src=0)
+        dist.send(big, dst=0)
+    assert (big == 0).all()
     dist.destroy_process_group()
     after = set(os.listdir("/proc/self/fd"))
     shm_after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
@@ -105,7 +113,7 @@ def leaves_nothing(rank, world):
 
 
 @pytest.mark.timeout(60)
-def test_destroy_closes_the_lanes_and_names_nothing_in_dev_shm():
+def test_destroy_closes_the_lanes_and_bulk_areas_and_names_nothing_in_dev_shm():
     for fds, names in run_ranks(leaves_nothing, 2, timeout=50):
         assert fds == [] and names == []
 

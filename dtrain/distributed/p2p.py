@@ -53,14 +53,17 @@ class Receives:
         None, None: forget them all (the engine closes the memory)."""
         with self._lock:
             if rings is None:
+                for ring in self._rings.values():
+                    ring.close()
                 self._rings.clear()
             self._rings.update(rings or {})
             self._bell = bell
             self._spin = len(self._rings) + 1 <= _CPUS
 
     # --- any thread -----------------------------------------------------------------------------
-    def post(self, src, group, tag, array, work):
-        """Receive into ``array`` from ``src`` (None: any rank)."""
+    def post(self, src, group, tag, array, work, refuse=lambda: False):
+        """Receive into ``array`` from ``src`` (None: any rank), unless no message is there
+        yet and ``refuse()`` fails the receive."""
         with self._lock:
             senders = self._senders(src)
             for sender in senders:
@@ -73,6 +76,8 @@ class Receives:
                     return
             if src in self._unreadable:
                 self._finish(work, self._unreadable[src])
+                return
+            if refuse():
                 return
             self._waiting[(group, tag)].append((src, array, work))
             self._pending[id(work)] = (work, lambda: self._timeout(group, tag, src, work))

@@ -212,6 +212,7 @@ class Engine:
     def _teardown(self):
         self._fail_all(DistBackendError("the process group was destroyed while this "
                                         "operation was in flight"))
+        self._wait_for_bulk_readers()
         self._receive_all()  # goodbyes that came meanwhile: no lingering for those peers
         self._watch.close(self._peers.values())
         for rank, sock in self._peers.items():
@@ -220,10 +221,23 @@ class Engine:
         self._router.close(linger=0)
         if self._zap is not None:
             self._zap.close()
-        self._rings.clear()  # their views of the mappings first, or these could not close
+        # the rings' views of the mappings go first, or these could not close (so no loop
+        # variable may keep one here)
+        while self._rings:
+            self._rings.popitem()[1].close()
         self._receives.add_rings(None, None)
         self.shared.close()
         self._ctx.term()
+
+    def _wait_for_bulk_readers(self, limit=3.0):
+        """Give the peers up to ``limit`` s to read the large messages still in this process's
+        bulk areas (they go with it), as the sockets linger for theirs."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end and any(
+                ring.unread() for rank, ring in self._rings.items()
+                if rank not in self._watch.gone):
+            time.sleep(0.002)
+            self._receive_all()  # a goodbye: that peer will not read
 
     def connect(self, addresses, lanes=None):
         """Connect to every peer's data socket. ``addresses``: global rank -> address;
@@ -341,11 +355,13 @@ class Engine:
         works.append(work)
 
     def post_recv(self, src, group, tag, array, work):
-        """Post a receive (any thread)."""
+        """Post a receive (any thread). A message that came before its sender left is still
+        received; only then is a receive from a rank that is gone refused."""
         self._check_open()
-        if self.refuse(group, work, () if src is None else (src,)):
+        if self.refuse(group, work):
             return
-        self._receives.post(src, group, tag, array, work)
+        self._receives.post(src, group, tag, array, work,
+                            lambda: src is not None and self.refuse(group, work, (src,)))
 
     # --- groups and peers -------------------------------------------------------------------------
     def break_group(self, group, error, notify=True, peers=()):
