@@ -112,6 +112,23 @@ def run_ranks(fn, world_size, *args, timeout=60, env=None, expect_failure=False,
     return [results[r][1] for r in range(world_size)]
 
 
+def run_script(path, world_size=2, timeout=40):
+    """Run the script at ``path`` as ranks 0 .. world_size-1 with a fresh MASTER_PORT; returns
+    each rank's (stdout, stderr). For what a worker function cannot show: a process that dies
+    of an uncaught exception, or leaves by itself."""
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+               WORLD_SIZE=str(world_size), PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, str(path)], env=dict(env, RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in range(world_size)]
+    try:
+        return [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def running(pid):
     """Whether pid is a live process (a zombie is dead)."""
     try:

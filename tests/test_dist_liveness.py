@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from multiproc import run_ranks
+from multiproc import run_ranks, run_script
 
 SIZES = {"mailbox": 4, "engine": 1 << 20}  # float32 elements: the caller's or the engine's path
 
@@ -98,22 +98,9 @@ except dist.DistPeerError as e:
 @pytest.mark.timeout(60)
 def test_a_rank_dying_of_an_exception_leaves_at_once(tmp_path):
     # it does not wait for the others in the parting barrier: they learn of it at once
-    import subprocess
-    import sys
-    from multiproc import ROOT, free_port
     script = tmp_path / "crash.py"
     script.write_text(CRASH)
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
-               WORLD_SIZE="2", PYTHONPATH=str(ROOT))
-    procs = [subprocess.Popen([sys.executable, str(script)], env=dict(env, RANK=str(r)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for r in (0, 1)]
-    try:
-        out = [p.communicate(timeout=40) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+    out = run_script(script)
     took, message = out[0][0].split(" ", 1)
     assert "rank 1 has left the process group" in message, out
     assert float(took) < 2.0, f"rank 0 learnt of rank 1's exit after {took} s"

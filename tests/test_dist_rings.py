@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from multiproc import run_ranks
+from multiproc import run_ranks, run_script
 
 KB, MB = 1 << 10, 1 << 20
 
@@ -589,22 +589,8 @@ print("equal", bool((got == t).all()))
 
 @pytest.mark.timeout(60)
 def test_a_large_message_outlives_a_sender_that_leaves_at_once(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from multiproc import ROOT, free_port
     script = tmp_path / "send_large.py"
     script.write_text(SEND_LARGE_THEN_DIE)
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
-               WORLD_SIZE="2", PYTHONPATH=str(ROOT))
-    procs = [subprocess.Popen([sys.executable, str(script)], env=dict(env, RANK=str(r)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for r in (0, 1)]
-    try:
-        out = [p.communicate(timeout=40) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+    out = run_script(script)
     assert out[1][0] == "equal True\n", out[1][1]
     assert "ValueError: dies" in out[0][1]
