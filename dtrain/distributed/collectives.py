@@ -106,39 +106,71 @@ def _ring_all_reduce(run, buf, op):
 
 
 def _shared_all_reduce(run, buf, op):
-    """Chunk by chunk: copy the chunk into this rank's lane, tell the others, and once all have
-    done so, combine every rank's slot in rank order (each rank computes the same sums, so all
-    end bit-identical). One message round per chunk; the next chunk is copied in while the
-    peers still read this one.
+    """Chunk by chunk through this rank's lane: copy the chunk into a slot and tell the others.
+    Two ranks then each combine both slots; from three on, each rank combines only its
+    portion (1/n) of every slot, writes the result over that portion of its own slot, says
+    so, and everyone copies the portions from their owners: each rank then reads about twice
+    the buffer instead of n times. Either way a portion is summed in rank order by one
+    computation, so all ranks end bit-identical. The next chunk is copied in while the peers
+    still read this one.
 
     Why SLOTS = 3 suffices: chunk g goes into slot g % 3 after this rank has heard "chunk g-1
-    is in" from every peer. A peer says that before combining chunk g-2 but after combining
-    chunk g-3, the last user of slot g % 3. The chunk count runs on across the group's calls,
-    so this holds from one call to the next too.
+    is in" from every peer. A peer says that after it has finished reading chunk g-3 (the last
+    user of slot g % 3), and before it reads chunk g-2. The chunk count runs on across the
+    group's calls, so this holds from one call to the next too. (A rank's own portion of its
+    slot is read only by itself until it says "reduced", then only copied.)
     """
     parts = [buf] if isinstance(buf, np.ndarray) else buf
     dtype = parts[0].dtype
     chunks = _chunked(parts, SLOT_BYTES // dtype.itemsize)
     first = yield run.lane(len(chunks))
     others = _others(run)
+    n, me = run.size, run.me
 
     def put(i):
-        slot = run.slot(run.me, first + i, dtype, chunks[i][-1])
+        slot = run.slot(me, first + i, dtype, chunks[i][-1])
         for piece, at in chunks[i][:-1]:
             np.copyto(slot[at:at + piece.size], piece)
         for k in others:
             run.send(k, _EMPTY)
 
     put(0)
+    for k in others:  # "chunk 0 is in"
+        yield run.recv(k)
     for i, chunk in enumerate(chunks):
-        for k in others:
-            yield run.recv(k)
+        count, pieces = chunk[-1], chunk[:-1]
         if i + 1 < len(chunks):
             put(i + 1)
-        slots = [run.slot(k, first + i, dtype, chunk[-1]) for k in range(run.size)]
-        for piece, at in chunk[:-1]:
-            combine(piece, [s[at:at + piece.size] for s in slots], op)
-            average(piece, op, run.size)  # while the chunk is in cache
+        slots = [run.slot(k, first + i, dtype, count) for k in range(n)]
+        if n == 2:
+            for piece, at in pieces:
+                combine(piece, [s[at:at + piece.size] for s in slots], op)
+                average(piece, op, n)  # while the chunk is in cache
+        else:
+            lo, hi = count * me // n, count * (me + 1) // n
+            mine = np.empty(hi - lo, dtype)
+            combine(mine, [s[lo:hi] for s in slots], op)
+            average(mine, op, n)
+            slots[me][lo:hi] = mine
+            for k in others:  # "my portion of chunk i is reduced"
+                run.send(k, _EMPTY)
+        if i + 1 < len(chunks):
+            for k in others:  # "chunk i+1 is in"
+                yield run.recv(k)
+        if n > 2:
+            for k in others:  # "portion k of chunk i is reduced"
+                yield run.recv(k)
+            for k in range(n):
+                lo, hi = count * k // n, count * (k + 1) // n
+                _copy_range(pieces, lo, hi, slots[k][lo:hi])
+
+
+def _copy_range(pieces, lo, hi, source):
+    """Copy ``source``, elements lo..hi of a chunk, into the chunk's ``pieces``."""
+    for piece, at in pieces:
+        a, b = max(lo, at), min(hi, at + piece.size)
+        if a < b:
+            np.copyto(piece[a - at:b - at], source[a - lo:b - lo])
 
 
 def _chunked(parts, per):
