@@ -189,7 +189,7 @@ class Receives:
 
     def _finish(self, work, error=None, source=None):
         work._finish(error, source)
-        if work._receives is not None and work is not self._polling:
+        if work._receives is not None and work is not self._polling and self._bell is not None:
             ring_bell(self._bell)  # its caller may sleep on the doorbell
 
     def _broken_ring(self, sender, error):

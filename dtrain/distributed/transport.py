@@ -318,8 +318,9 @@ class Engine:
 
     # --- point-to-point -------------------------------------------------------------------------
     def post_send(self, dst, group, tag, array, work):
-        """Send ``array`` to ``dst`` (any thread): through the ring to it if it has one and the
-        message fits, else through the engine thread. Either way it is numbered, in order."""
+        """Send ``array`` to ``dst`` (any thread): through shared memory when ``dst`` is on
+        this host and its ring (or, for a large message, the bulk area beside it) is free,
+        else through the engine thread. Either way it is numbered, in order."""
         self._check_open()
         if self.refuse(group, work, (dst,)):
             return
