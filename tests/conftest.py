@@ -49,3 +49,10 @@ def lib(request):
         import dtrain
         return dtrain
     return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def shared_memory_on(monkeypatch):
+    """For tests of the same-host path: on, whatever the environment says (a test that wants
+    it off passes DTRAIN_SHM=0 to its ranks)."""
+    monkeypatch.setenv("DTRAIN_SHM", "1")

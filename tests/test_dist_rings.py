@@ -14,6 +14,7 @@ import pytest
 from multiproc import run_ranks, run_script
 
 KB, MB = 1 << 10, 1 << 20
+pytestmark = pytest.mark.usefixtures("shared_memory_on")
 
 
 def init(**kwargs):

@@ -11,6 +11,7 @@ import pytest
 from multiproc import run_ranks
 
 MB = 1 << 20
+pytestmark = pytest.mark.usefixtures("shared_memory_on")
 
 
 def init():
