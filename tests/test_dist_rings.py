@@ -84,7 +84,7 @@ def mixed_sizes_in_order(rank, world):
                  for i, (count, dtype) in enumerate(schedule)]
         for work in works:
             work.wait()
-        used = engine._rings[1]._position, engine._rings[1]._bulk is not None
+        used = engine.sends.rings[1]._position, engine.sends.rings[1]._bulk is not None
     else:
         for i, (count, dtype) in enumerate(schedule):
             buf = np.zeros(count, dtype)
@@ -114,7 +114,7 @@ def burst(rank, world, count=2000):
         for work in works:
             work.wait()
         dist.barrier()  # only now does rank 1 start receiving
-        result = len(sent), engine._rings[1]._position
+        result = len(sent), engine.sends.rings[1]._position
     else:
         dist.barrier()
         got = []
@@ -149,7 +149,7 @@ def small_sends(rank, world):
     if rank == 0:
         for i, (dtype, shape) in enumerate(cases):
             dist.send(message(i, int(np.prod(shape)), dtype).reshape(shape), dst=1, tag=i % 3)
-        rings = {r: ring._position for r, ring in engine._rings.items()}
+        rings = {r: ring._position for r, ring in engine.sends.rings.items()}
         result = rings, len(sent)
     else:
         for i, (dtype, shape) in enumerate(cases):
@@ -372,7 +372,7 @@ def corrupted(rank, world, posted_first):
     short = dist.new_group([0, 1], timeout=1.5)
     engine = dist.group.WORLD.engine
     if rank == 0:
-        ring = engine._rings[1]
+        ring = engine.sends.rings[1]
         dist.barrier()  # rank 1's first receive is posted
         start = ring._position
         dist.send(np.arange(3, dtype=np.int32), dst=1, group=short)

@@ -1,8 +1,9 @@
-"""Point-to-point receives: matching messages to posted receives, in the order sent.
+"""Point-to-point: numbering sends, and matching messages to posted receives in that order.
 
 Every message one rank sends another carries a sequence number, counted per pair of ranks
-(Engine.post_send). It comes by socket, through the engine thread, or, between processes of
-one host, through a shared-memory ring that the receiver reads in its own thread (rings.py).
+(Sends). It goes by socket, through the engine thread, or, between processes of one host,
+through shared memory that the sender writes and the receiver reads in their own threads
+(rings.py).
 A sender's messages are taken strictly in sequence order, whichever way each came, so the two
 ways never overtake each other.
 
@@ -29,6 +30,50 @@ from .shm import ring_bell, wait_word
 _SPINS = 2000        # doorbell checks before sleeping (some 100 us), when every rank has a core
 _CHECK_EVERY = 0.05  # s: how often a sleeping wait checks its deadline
 _CPUS = len(os.sched_getaffinity(0))
+
+
+class Sends:
+    """The point-to-point sends of one process (posted from any thread)."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self._lock = threading.Lock()  # numbers the messages in sending order
+        self._sent = collections.Counter()  # peer -> messages sent it
+        self.rings = {}  # peer on this host -> rings.Outbound
+
+    def post(self, dst, group, tag, array, work):
+        """Send ``array`` to ``dst``: through shared memory when ``dst`` is on this host and
+        its ring (or, for a large message, the bulk area beside it) is free, else through the
+        engine thread. Either way it is numbered, in order."""
+        engine = self._engine
+        engine._check_open()
+        if engine.refuse(group, work, (dst,)):
+            return
+        ring = self.rings.get(dst)
+        with self._lock:
+            seq = self._sent[dst]
+            self._sent[dst] = seq + 1
+            header = wire.encode(wire.P2P, group, seq, tag, 0, 0, array.dtype, array.shape, -1,
+                                 array.nbytes)
+            payload = np.ascontiguousarray(array)  # (at least one dim: the header keeps shape)
+            if ring is not None and ring.put(header, payload):
+                work._finish()
+                return
+            engine.call(engine._send_now, dst, header, payload, work)
+
+    def wait_for_readers(self, gone, receive_all, limit=3.0):
+        """Give the peers up to ``limit`` s to read the large messages still in this process's
+        bulk areas (they go with it), as the sockets linger for theirs (engine thread, at the
+        end; ``gone(rank)``: it will not read; ``receive_all()``: take the goodbyes)."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end and any(
+                ring.unread() for rank, ring in self.rings.items() if not gone(rank)):
+            time.sleep(0.002)
+            receive_all()
+
+    def close(self):
+        while self.rings:  # (no loop variable may keep a view of the mappings)
+            self.rings.popitem()[1].close()
 
 
 class Receives:

@@ -122,7 +122,7 @@ class ProcessGroup:
         if debug.detail or timeline.recorder is not None:
             work._watch = debug.OpWatch(self, "send", array.dtype, array.shape, array.nbytes,
                                         peer=dst, tag=tag)
-        self.engine.post_send(dst, self.id, tag, array, work)
+        self.engine.sends.post(dst, self.id, tag, array, work)
         return work
 
     def recv(self, array, src, tag):

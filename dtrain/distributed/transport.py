@@ -21,7 +21,7 @@ import zmq
 from . import auth, fastpath, rings, shm, wire
 from .errors import DistBackendError, DistMismatchError, DistPeerError, DistTimeoutError
 from .liveness import GRACE, PeerWatch
-from .p2p import Receives
+from .p2p import Receives, Sends
 from .runs import Runs
 
 ZERO_COPY_MIN = 64 * 1024  # smaller payloads are copied: cheaper than tracking them
@@ -54,9 +54,7 @@ class Engine:
         self._startup_error = None
         self._stopping = False
         self._submitted = {}  # group -> Works of its collectives given to the engine thread
-        self._send_lock = threading.Lock()  # numbers point-to-point messages in sending order
-        self._sent = collections.Counter()  # peer -> point-to-point messages sent it
-        self._rings = {}  # peer on this host -> rings.Outbound
+        self.sends = Sends(self)  # point-to-point sends, from any thread
         self.address = None
         self.card = None  # what peers need to reach this rank: address, host, shared memory
         self._thread = threading.Thread(target=self._run, name=f"dtrain-engine-{rank}",
@@ -212,7 +210,7 @@ class Engine:
     def _teardown(self):
         self._fail_all(DistBackendError("the process group was destroyed while this "
                                         "operation was in flight"))
-        self._wait_for_bulk_readers()
+        self.sends.wait_for_readers(lambda rank: rank in self._watch.gone, self._receive_all)
         self._receive_all()  # goodbyes that came meanwhile: no lingering for those peers
         self._watch.close(self._peers.values())
         for rank, sock in self._peers.items():
@@ -221,23 +219,11 @@ class Engine:
         self._router.close(linger=0)
         if self._zap is not None:
             self._zap.close()
-        # the rings' views of the mappings go first, or these could not close (so no loop
-        # variable may keep one here)
-        while self._rings:
-            self._rings.popitem()[1].close()
+        # the rings' views of the mappings go first, or these could not close
+        self.sends.close()
         self._receives.add_rings(None, None)
         self.shared.close()
         self._ctx.term()
-
-    def _wait_for_bulk_readers(self, limit=3.0):
-        """Give the peers up to ``limit`` s to read the large messages still in this process's
-        bulk areas (they go with it), as the sockets linger for theirs."""
-        end = time.monotonic() + limit
-        while time.monotonic() < end and any(
-                ring.unread() for rank, ring in self._rings.items()
-                if rank not in self._watch.gone):
-            time.sleep(0.002)
-            self._receive_all()  # a goodbye: that peer will not read
 
     def connect(self, addresses, lanes=None):
         """Connect to every peer's data socket. ``addresses``: global rank -> address;
@@ -247,8 +233,8 @@ class Engine:
             own = self.shared.own
             self._receives.add_rings({r: rings.Inbound(own, peer, self.rank, r)
                                       for r, peer in lanes.items()}, own.bell)
-            self._rings.update({r: rings.Outbound(own, peer, self.rank, r)
-                                for r, peer in lanes.items()})
+            self.sends.rings.update({r: rings.Outbound(own, peer, self.rank, r)
+                                     for r, peer in lanes.items()})
         for rank, address in addresses.items():
             if rank == self.rank or rank in self._peers:
                 continue
@@ -317,28 +303,9 @@ class Engine:
                 self.break_group(header.group, cls(text), notify=False)
 
     # --- point-to-point -------------------------------------------------------------------------
-    def post_send(self, dst, group, tag, array, work):
-        """Send ``array`` to ``dst`` (any thread): through shared memory when ``dst`` is on
-        this host and its ring (or, for a large message, the bulk area beside it) is free,
-        else through the engine thread. Either way it is numbered, in order."""
-        self._check_open()
-        if self.refuse(group, work, (dst,)):
-            return
-        ring = self._rings.get(dst)
-        with self._send_lock:
-            seq = self._sent[dst]
-            self._sent[dst] = seq + 1
-            header = wire.encode(wire.P2P, group, seq, tag, 0, 0, array.dtype, array.shape, -1,
-                                 array.nbytes)
-            payload = np.ascontiguousarray(array)  # (at least one dim: the header keeps shape)
-            if ring is not None and ring.put(header, payload):
-                work._finish()
-                return
-            self.call(self._send_now, dst, header, payload, work)
-
     def _send_now(self, dst, header, array, work):
-        # NOTE: sent even if its group broke since it was posted: the peer counts on every
-        # number arriving (p2p.py)
+        """Send a numbered point-to-point message (Sends.post). NOTE: even if its group broke
+        since it was posted: the peer counts on every number arriving (p2p.py)."""
         if self.refuse(None, work, (dst,)):
             return
         tracker = self.send(dst, header, array)
