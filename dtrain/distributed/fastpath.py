@@ -24,8 +24,6 @@ group's calls keep their order. x86-64 only: its memory order makes a flag store
 visible after the data.
 """
 import math
-import os
-import platform
 import time
 
 import numpy as np
@@ -34,13 +32,10 @@ from . import collectives, wire
 from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import DistError, DistMismatchError, DistPeerError, DistTimeoutError
 from .liveness import report_stall, stall_seconds
-from .shm import MAILBOX_BYTES, wait_word, wake_word
+from .shm import (CHECK_EVERY, CPUS, MAILBOX_BYTES, SPINS, STORES_IN_ORDER, wait_word,
+                  wake_word)
 
 VARIANT = 2  # the tag of a call made this way (collective_run.py's variants are 0 and 1)
-_SPINS = 2000        # flag checks before sleeping (some 100 us)
-_CPUS = len(os.sched_getaffinity(0))
-_CHECK_EVERY = 0.05  # s: how often a sleeping wait checks deadline, group and peers
-_X86 = platform.machine() == "x86_64"
 
 
 def _all_reduce(ex, buf, op):
@@ -87,7 +82,7 @@ _WAYS = {collectives.all_reduce: _all_reduce, collectives.reduce: _reduce,
 def choose(engine, run):
     """How ``run`` goes this way, or None if it does not."""
     way = _WAYS.get(run._algorithm)
-    if way is None or not _X86 or not engine.shared.covers(run.group):
+    if way is None or not STORES_IN_ORDER or not engine.shared.covers(run.group):
         return None
     _, _, dtype, shape, _ = run.signature
     return way if math.prod(shape) * dtype.itemsize <= MAILBOX_BYTES else None
@@ -160,7 +155,7 @@ class _Exchange:
 
     def _wait(self, flag, want, rank):
         # spinning only helps when every rank has a CPU; else it takes the CPU a peer needs
-        for _ in range(_SPINS if self.run.size <= _CPUS else 0):
+        for _ in range(SPINS if self.run.size <= CPUS else 0):
             if flag[0] == want:
                 return
         engine, run = self.engine, self.run
@@ -195,7 +190,7 @@ class _Exchange:
                     "stuck."), notify=True)
             seen = int(flag[0])
             if seen != want:
-                wait_word(flag, seen, _CHECK_EVERY)
+                wait_word(flag, seen, CHECK_EVERY)
 
     def _missing(self, want):
         """The ranks that have not published the call that publishes ``want``."""

@@ -17,7 +17,6 @@ complete is waited for by reading the rings, sleeping on this rank's doorbell in
 which a peer rings when it writes to a ring and the engine when it completes a receive.
 """
 import collections
-import os
 import threading
 import time
 
@@ -25,11 +24,8 @@ import numpy as np
 
 from . import wire
 from .errors import DistBackendError, DistMismatchError, DistTimeoutError
-from .shm import ring_bell, wait_word
+from .shm import CHECK_EVERY, CPUS, SPINS, ring_bell, wait_word
 
-_SPINS = 2000        # doorbell checks before sleeping (some 100 us), when every rank has a core
-_CHECK_EVERY = 0.05  # s: how often a sleeping wait checks its deadline
-_CPUS = len(os.sched_getaffinity(0))
 
 
 class Sends:
@@ -103,7 +99,7 @@ class Receives:
                 self._rings.clear()
             self._rings.update(rings or {})
             self._bell = bell
-            self._spin = len(self._rings) + 1 <= _CPUS
+            self._spin = len(self._rings) + 1 <= CPUS
 
     # --- any thread -----------------------------------------------------------------------------
     def post(self, src, group, tag, array, work, refuse=lambda: False):
@@ -152,11 +148,11 @@ class Receives:
                 if entry is not None:
                     entry[1]()
                 return
-            for _ in range(_SPINS if self._spin else 0):
+            for _ in range(SPINS if self._spin else 0):
                 if bell[0] != seen:
                     break
             else:
-                wait_word(bell, seen, min(_CHECK_EVERY, end - now, work.deadline - now))
+                wait_word(bell, seen, min(CHECK_EVERY, end - now, work.deadline - now))
 
     # --- engine thread --------------------------------------------------------------------------
     def deliver(self, sender, header, payload):

@@ -22,7 +22,6 @@ the record.
 """
 import mmap
 import os
-import platform
 import re
 
 import numpy as np
@@ -32,7 +31,6 @@ from .shm import RING_BYTES, ring_bell
 
 MAX_PAYLOAD = 64 << 10  # larger messages go through the bulk area: the ring holds few of them
 MAX_BULK = 1 << 30      # larger still: by socket (a bulk area stays as large as its largest)
-ENABLED = platform.machine() == "x86_64"
 _ALIGN = 64
 _PREFIX = 32  # a record's header length, payload length and bulk path length, as int64
 _PAD = -1  # a record length that says "the rest of the ring is unused: go on at its start"

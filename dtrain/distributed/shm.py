@@ -20,6 +20,7 @@ import collections
 import ctypes
 import mmap
 import os
+import platform
 
 import numpy as np
 
@@ -36,6 +37,15 @@ RING_BYTES = 256 << 10  # a point-to-point ring's data (rings.py)
 _RING_HEAD = 128        # its write position, and how far this rank has read the peer's ring
 _RING = _RING_HEAD + RING_BYTES
 _BELL_BYTES = 4096
+
+# how a caller's thread waits on shared memory (fastpath.py, p2p.py): it checks a flag SPINS
+# times (some 100 us) when every rank has one of the CPUS, then sleeps on a futex, waking every
+# CHECK_EVERY s to check its deadline. Only where a flag stored after the data is seen after
+# the data, as on x86-64 (STORES_IN_ORDER); elsewhere the engine carries everything.
+SPINS = 2000
+CPUS = len(os.sched_getaffinity(0))
+CHECK_EVERY = 0.05
+STORES_IN_ORDER = platform.machine() == "x86_64"
 
 
 _FUTEX = 202  # the futex syscall on x86_64 Linux, where fastpath.py runs

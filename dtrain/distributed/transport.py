@@ -229,7 +229,7 @@ class Engine:
         """Connect to every peer's data socket. ``addresses``: global rank -> address;
         ``lanes``: global rank -> the mapped lanes of the peers on this host."""
         self.shared.add_peers(lanes)
-        if lanes and rings.ENABLED:
+        if lanes and shm.STORES_IN_ORDER:
             own = self.shared.own
             self._receives.add_rings({r: rings.Inbound(own, peer, self.rank, r)
                                       for r, peer in lanes.items()}, own.bell)
