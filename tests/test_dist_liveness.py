@@ -11,10 +11,24 @@ import pytest
 
 from multiproc import run_ranks, run_script
 
-SIZES = {"mailbox": 4, "engine": 1 << 20}  # float32 elements: the caller's or the engine's path
+# (collective, float32 elements): through a mailbox or slots in the caller's thread, or the engine
+PATHS = {"mailbox": ("all_reduce", 4), "slots": ("all_reduce", 1 << 20),
+         "engine": ("all_gather", 1 << 18)}
 
 
-def late(rank, world, size):
+def call(dist, kind, size, world):
+    """Make the collective ``kind`` on ``size`` ones; check and return nothing."""
+    t = np.ones(size, np.float32)
+    if kind == "all_reduce":
+        dist.all_reduce(t)
+        assert (t == world).all()
+    else:
+        outs = [np.zeros(size, np.float32) for _ in range(world)]
+        dist.all_gather(outs, t)
+        assert all((o == 1).all() for o in outs)
+
+
+def late(rank, world, kind, size):
     import dtrain.distributed as dist
     records = []
     handler = logging.Handler()
@@ -23,28 +37,27 @@ def late(rank, world, size):
     dist.init_process_group("gloo")
     if rank == world - 1:
         time.sleep(1.6)
-    t = np.ones(size, np.float32)
-    dist.all_reduce(t)
-    assert (t == world).all()
+    call(dist, kind, size, world)
     dist.destroy_process_group()
     return [r.getMessage() for r in records if "stall" in r.getMessage()]
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("path", list(SIZES))
+@pytest.mark.parametrize("path", list(PATHS))
 def test_a_long_wait_logs_which_ranks_have_not_arrived(path):
     # on one host every rank reads every other's part, so it knows who is late (over the
     # network, a ring's rank knows only the neighbour it waits for)
-    results = run_ranks(late, 3, SIZES[path], timeout=50,
+    kind, size = PATHS[path]
+    results = run_ranks(late, 3, kind, size, timeout=50,
                         env={"DTRAIN_STALL_SECONDS": "0.6", "DTRAIN_SHM": "1"})
     for rank in (0, 1):
         assert len(results[rank]) == 1, f"rank {rank} logged {results[rank]}"
         line = results[rank][0]
-        assert f"[rank{rank}] stall: all_reduce (group 0, op #1)" in line and "rank 2" in line
+        assert f"[rank{rank}] stall: {kind} (group 0, op #1)" in line and "rank 2" in line
     assert results[2] == []
 
 
-def hangs(rank, world, size, tmp):
+def hangs(rank, world, kind, size, tmp):
     import dtrain.distributed as dist
     pid_file, ready = os.path.join(tmp, "pid"), os.path.join(tmp, "ready")
     try:
@@ -62,7 +75,7 @@ def hangs(rank, world, size, tmp):
             time.sleep(0.005)
         start = time.monotonic()
         try:
-            dist.all_reduce(np.ones(size, np.float32))
+            call(dist, kind, size, world)
             return "no error", 0.0
         except dist.DistError as e:
             return f"{type(e).__name__}: {e}", time.monotonic() - start
@@ -72,9 +85,9 @@ def hangs(rank, world, size, tmp):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("path", list(SIZES))
+@pytest.mark.parametrize("path", list(PATHS))
 def test_a_peer_that_stops_answering_is_declared_gone(path, tmp_path):
-    results = run_ranks(hangs, 2, SIZES[path], str(tmp_path), timeout=40, expect_failure=True,
+    results = run_ranks(hangs, 2, *PATHS[path], str(tmp_path), timeout=40, expect_failure=True,
                         env={"DTRAIN_PEER_TIMEOUT": "1.5"})
     assert results[0][0] == "ok", results[0]
     message, took = results[0][1]

@@ -1,5 +1,5 @@
-"""The same-host paths: large calls through shared-memory lanes (shm.py) and small ones through
-mailboxes in the caller's thread (fastpath.py). When they are used, that they give exact
+"""The same-host paths (shm.py, fastpath.py): large all_reduces through shared-memory slots and
+small calls through mailboxes. When they are used, that they give exact
 results under concurrency and in call order, and that they fail cleanly, without burning CPU,
 and leave nothing behind."""
 import os
@@ -66,7 +66,7 @@ def test_groups_without_a_lane_use_the_network():
 
 def concurrent(rank, world):
     """Many async large all_reduces on two groups at once, waited in reverse: each group's
-    calls take its lane in turn, and every result is exact."""
+    calls run in turn on its worker thread, and every result is exact."""
     dist = init()
     everyone = dist.group.WORLD
     sub = dist.new_group(list(range(world)))
@@ -157,7 +157,8 @@ def test_small_calls_go_through_mailboxes_unless_dtrain_shm_0():
 
 def in_call_order(rank, world):
     """An async large call, then a small blocking one: the small one (in this thread) starts
-    only once the large one (on the engine) is done, as the group's calls run in order."""
+    only once the large one (on the group's worker thread) is done, as the group's calls run
+    in order."""
     dist = init()
     big = np.full(2 * MB, rank + 1, np.int64)
     work = dist.all_reduce(big, async_op=True)
@@ -182,7 +183,7 @@ def mismatched(rank, world, case):
     start = time.monotonic()
     try:
         if case == "small vs large" and rank == 1:
-            dist.all_reduce(np.ones(MB, np.float32))  # the engine's shared-memory path
+            dist.all_reduce(np.ones(MB, np.float32))  # slots
         elif case == "all_reduce vs broadcast" and rank == 1:
             dist.broadcast(np.ones(4, np.float32), src=0)
         else:

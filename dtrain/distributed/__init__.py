@@ -178,7 +178,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     arr, buf, write_back = flat(tensor)
     code = _op(op, arr.dtype)
     work = pg.run("all_reduce", collectives.all_reduce, (buf, code), arr.dtype, arr.shape,
-                  op=code, after=write_back)
+                  op=code, after=write_back, async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -190,7 +190,8 @@ def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
     arr, buf, write_back = flat(tensor)
     code = _op(op, arr.dtype)
     work = pg.run("reduce", collectives.reduce, (buf, code, root), arr.dtype, arr.shape,
-                  op=code, root=root, after=write_back if pg.me == root else None)
+                  op=code, root=root, after=write_back if pg.me == root else None,
+                  async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -201,7 +202,7 @@ def broadcast(tensor, src, group=None, async_op=False):
     root = pg.group_rank(src)
     arr, buf, write_back = flat(tensor)
     work = pg.run("broadcast", collectives.broadcast, (buf, root), arr.dtype, arr.shape,
-                  root=root, after=write_back if pg.me != root else None)
+                  root=root, after=write_back if pg.me != root else None, async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -233,7 +234,7 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
     arr, buf, _ = flat(tensor, writable=False)
     outs, back = _outputs(tensor_list, arr, "tensor_list")
     work = pg.run("all_gather", collectives.all_gather, (outs, buf), arr.dtype, arr.shape,
-                  after=back)
+                  after=back, async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -250,7 +251,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=Fal
                          f"shape {list(arr.shape)} ({arr.dtype})")
     outs = np.split(obuf, pg.size())
     work = pg.run("all_gather", collectives.all_gather, (outs, buf), arr.dtype, arr.shape,
-                  after=back)
+                  after=back, async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -270,7 +271,7 @@ def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
     elif gather_list:
         raise ValueError("gather_list must be None or empty on ranks other than dst")
     work = pg.run("gather", collectives.gather, (outs, buf, root), arr.dtype, arr.shape,
-                  root=root, after=back)
+                  root=root, after=back, async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -296,7 +297,7 @@ def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
     elif scatter_list:
         raise ValueError("scatter_list must be None or empty on ranks other than src")
     work = pg.run("scatter", collectives.scatter, (buf, ins, root), arr.dtype, arr.shape,
-                  root=root, after=back)
+                  root=root, after=back, async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -316,7 +317,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
                              f"but output has shape {list(arr.shape)} and dtype {arr.dtype}")
         ins.append(b)
     work = pg.run("reduce_scatter", collectives.reduce_scatter, (buf, ins, code), arr.dtype,
-                  arr.shape, op=code, after=back)
+                  arr.shape, op=code, after=back, async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -350,7 +351,7 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False
                              f"{a.dtype}")
     work = pg.run("all_to_all", collectives.all_to_all, ([b for _, b, _ in outs],
                                                          [b for _, b, _ in ins]),
-                  dtype, (), after=_then(*[back for _, _, back in outs]))
+                  dtype, (), after=_then(*[back for _, _, back in outs]), async_op=async_op)
     return _finish(work, async_op)
 
 
@@ -378,7 +379,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
 def barrier(group=None, async_op=False, device_ids=None):
     """Wait until every rank of the group has reached this call. >>> dist.barrier()"""
     pg = resolve(group)
-    work = pg.run("barrier", collectives.barrier, (), np.dtype(np.uint8), ())
+    work = pg.run("barrier", collectives.barrier, (), np.dtype(np.uint8), (), async_op=async_op)
     return _finish(work, async_op)
 
 

@@ -1,8 +1,7 @@
 """How one collective runs on the engine thread.
 
 An algorithm is a generator (see collectives.py): it sends with ``run.send(peer, array)`` and
-receives with ``data = yield run.recv(peer)``, reading like sequential code. One that works in
-shared memory first waits for its group's lane with ``first = yield run.lane(chunks)``. The engine resumes
+receives with ``data = yield run.recv(peer)``, reading like sequential code. The engine resumes
 it when the awaited message arrives. Every message carries the sender's call (kind, op, dtype,
 shape, root); a message that does not match this rank's call makes every rank of the group
 raise DistMismatchError naming both calls, instead of hanging or reducing garbage.
@@ -28,14 +27,13 @@ class CollectiveRun:
     def __init__(self, group, seq, name, op, dtype, shape, root, work, algorithm, args):
         self.group, self.seq, self.name = group, seq, name
         self.algorithm = name  # the algorithm that ran ("direct", "ring", ...), for traces
-        self.variant = 0       # which family of messages it sends; every rank must agree
         self.signature = (CODES[name], op, dtype, tuple(shape), root)
         self.work = work
+        self.async_op = False  # whether the caller goes on without waiting for it
         self.ranks, self.me = group.ranks, group.me
         self.waiting_for = None
         self.wait_since = 0.0  # when it began waiting on waiting_for
         self.probed = None     # the peer last asked which call it made
-        self.queued = False    # waiting for the shared-memory lane
         self.stall_reported = False
         self._trackers = []
         self._algorithm, self._args = algorithm, args
@@ -50,7 +48,7 @@ class CollectiveRun:
     def send(self, peer, array):
         """Send ``array`` (flat, contiguous) to group rank ``peer``; returns its tracker."""
         code, op, dtype, shape, root = self.signature
-        header = wire.encode(wire.COLLECTIVE, self.group.id, self.seq, self.variant, code, op,
+        header = wire.encode(wire.COLLECTIVE, self.group.id, self.seq, 0, code, op,
                              dtype, shape, root, array.nbytes)
         tracker = self._engine.send(self.ranks[peer], header, array)
         if tracker is not None:
@@ -61,20 +59,6 @@ class CollectiveRun:
     def recv(self, peer):
         """What an algorithm yields to receive from group rank ``peer``: a flat array."""
         return self.ranks[peer]
-
-    def lane(self, chunks):
-        """What an algorithm yields to hold its group's shared-memory lane for ``chunks``
-        chunks; the yield returns the lane's chunk count at the start."""
-        return _LaneTurn(chunks)
-
-    def slot(self, peer, index, dtype, count):
-        """Group rank ``peer``'s lane slot for chunk ``index``, as ``count`` elements of
-        ``dtype``."""
-        return self._engine.shared.slot(self.group.id, self.ranks[peer], index, dtype, count)
-
-    @property
-    def shares_memory(self):
-        return self._engine.shared.covers(self.group)
 
     def expect(self, data, count, peer):
         """Check that a received payload has ``count`` elements."""
@@ -120,12 +104,6 @@ class CollectiveRun:
                 self.fail(DistBackendError(f"{self.name} failed on rank {self.ranks[self.me]}: "
                                            f"{e!r}"))
                 return
-            if type(src) is _LaneTurn:
-                value = self._engine.shared.take(self, src.chunks)
-                self.queued = value is None
-                if self.queued:
-                    return
-                continue
             self.waiting_for = src
             mail = self._engine.runs.take_mail(self.group.id, self.seq, src)
             if mail is None:
@@ -135,22 +113,12 @@ class CollectiveRun:
             if value is None:
                 return
 
-    def lane_granted(self, first):
-        self.queued = False
-        self._step(first)
-
     def _check(self, src, header, payload):
         self.waiting_for = None
         theirs = signature_of(header)
         if theirs != self.signature:
             self._break(mismatch(self.ranks[self.me], self.group.id, self.seq, self.signature,
                                  src, theirs))
-            return None
-        if header.tag != self.variant:
-            self._break(DistMismatchError(
-                f"{self.name} on rank {self.ranks[self.me]} (group {self.group.id}, op "
-                f"#{self.seq}): rank {src} runs it {_VARIANTS[header.tag % 2]}, this rank "
-                f"{_VARIANTS[self.variant]}; they must agree (a dtrain bug: please report it)."))
             return None
         if len(payload) % self.signature[2].itemsize:
             self._break(DistMismatchError(
@@ -180,8 +148,6 @@ class CollectiveRun:
         if self.waiting_for is not None:
             waiting = (f"waiting for rank {self.waiting_for}, which has not sent its part of "
                        "this op")
-        elif self.queued:
-            waiting = "waiting for an earlier op of the group to finish with shared memory"
         else:
             waiting = "while sending"
         error = DistTimeoutError(
@@ -189,16 +155,6 @@ class CollectiveRun:
             f"(group {self.group.id}, op #{self.seq}). Check that every rank calls the same "
             "collectives in the same order, and that no rank is stuck.")
         self._engine.break_group(self.group.id, error, notify=True, peers=self.ranks)
-
-
-_VARIANTS = ("over the network", "in shared memory")
-
-
-class _LaneTurn:
-    __slots__ = ("chunks",)
-
-    def __init__(self, chunks):
-        self.chunks = chunks
 
 
 def signature_of(header):

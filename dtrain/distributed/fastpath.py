@@ -1,41 +1,48 @@
-"""Small collectives between the processes of one host, run in the caller's thread.
+"""Collectives between the processes of one host, run in the caller's thread.
 
 Through the engine (transport.py) a 4-byte all_reduce wakes one thread after another: this
 rank's engine, ZeroMQ's I/O thread, the peer's I/O thread, the peer's engine, and the caller
-again. Each wake-up costs 10-25 us on a small virtual machine. Here, instead, every rank writes
-its part (the call's header and its payload) into a mailbox of its shared-memory lane (shm.py)
-and reads its peers' mailboxes in place, polling, so no one has to wake anyone.
+again. Each wake-up costs 10-25 us on a small virtual machine, and with more processes than
+cores a rank waits whole scheduler slices for a peer's engine to run. Here, instead, every
+rank writes its part into its own shared-memory lane (shm.py) and reads its peers' in place:
 
-Every rank publishes, even one with nothing to send (a broadcast's receivers, a barrier), so a
-call is one exchange in which every rank checks every other rank's call, and a mailbox is reused
-only once everyone has read it: mailbox f % 2 holds the group's f-th small call, and a rank
-writes call f+2 only after every peer has published call f+1, which each does after it has
-finished reading call f.
+- small calls (up to MAILBOX_BYTES): the call's header and payload go into a mailbox;
+- a larger all_reduce: its header goes into a mailbox and its data, chunk by chunk, into the
+  lane's slots, each chunk announced by raising a counter (_large_all_reduce).
 
-Waiting spins briefly (when every rank has a core), then sleeps on a futex on the peer's flag,
-which the peer wakes when it publishes, checking the deadline, the group and the peers'
-liveness every 50 ms. A call
-that waits long tells the engine what it is, so that a peer that made another call (and so went
-through its engine, probing this rank) gets DistMismatchError instead of a hang.
+Every rank publishes a header, even one with nothing to send (a broadcast's receivers, a
+barrier), so a call is one exchange in which every rank checks every other rank's call, and a
+mailbox is reused only once everyone has read it: mailbox f % 2 holds the group's f-th call
+here, and a rank writes call f+2 only after every peer has published call f+1, which each does
+after it has finished reading call f.
+
+Waiting spins briefly (when every rank has a core), then sleeps on a futex on the peer's flag
+or counter, which the peer wakes when it raises it, checking the deadline, the group and the
+peers' liveness every 50 ms. A call that waits long tells the engine what it is, so that a peer
+that made another call (and so went through its engine, probing this rank) gets
+DistMismatchError instead of a hang.
 
 Whether a call goes this way depends only on the call (its kind and size) and its group, so
-every rank decides alike. Calls of the group still running on the engine finish first, so a
-group's calls keep their order. x86-64 only: its memory order makes a flag stored after the data
-visible after the data.
+every rank decides alike. A call made with async_op=True that is large, or would wait for
+earlier calls of its group, runs on the group's Worker thread instead of the caller's, by the
+same steps, so ranks may mix the two. Calls of the group still running elsewhere finish first,
+so a group's calls keep their order. x86-64 only: its memory order makes a flag stored after
+the data visible after the data.
 """
 import math
+import queue
+import threading
 import time
 
 import numpy as np
 
 from . import collectives, wire
 from .collective_run import PROBE_AFTER, mismatch, signature_of
-from .errors import DistError, DistMismatchError, DistPeerError, DistTimeoutError
+from .errors import (DistBackendError, DistError, DistMismatchError, DistPeerError,
+                     DistTimeoutError)
 from .liveness import report_stall, stall_seconds
-from .shm import (CHECK_EVERY, CPUS, MAILBOX_BYTES, SPINS, STORES_IN_ORDER, wait_word,
-                  wake_word)
-
-VARIANT = 2  # the tag of a call made this way (collective_run.py's variants are 0 and 1)
+from .shm import (CHECK_EVERY, CPUS, MAILBOX_BYTES, SLOT_BYTES, SPINS, STORES_IN_ORDER,
+                  wait_word, wake_word)
 
 
 def _all_reduce(ex, buf, op):
@@ -74,6 +81,100 @@ def _barrier(ex):
     ex.exchange(None)
 
 
+def large_all_reduce(ex, buf, op):
+    """Chunk by chunk through this rank's slots: copy the chunk into a slot and raise the
+    lane's "put" counter. Two ranks then each combine both slots; from three on, each rank
+    combines only its portion (1/n) of every slot, writes the result over that portion of its
+    own slot, raises its "reduced" counter, and everyone copies the portions from their
+    owners: each rank reads about twice the buffer instead of n times. Either way a portion
+    is summed in rank order by one computation, so all ranks end bit-identical. The next chunk
+    is copied in while the peers still read this one. The call's header goes through the
+    mailboxes after the first chunk, so every call is checked against every peer's.
+
+    Why SLOTS = 3 suffices: chunk g goes into slot g % 3 once every peer has put chunk g-1.
+    A peer puts chunk g-1 after it has finished reading chunk g-3 (the last user of slot
+    g % 3), and before it reads chunk g-2. The chunk count runs on across the group's calls,
+    so this holds from one call to the next too. (A rank's own portion of its slot is read
+    only by itself until it says "reduced", then only copied.)
+    """
+    run, shared = ex.run, ex.engine.shared
+    group, n, me = run.group.id, run.size, run.me
+    parts = [buf] if isinstance(buf, np.ndarray) else buf
+    dtype = parts[0].dtype
+    chunks = _chunked(parts, SLOT_BYTES // dtype.itemsize)
+    first = shared.chunk_count[group]
+    shared.chunk_count[group] = first + len(chunks)
+    lanes = [shared.lanes[r] for r in run.ranks]
+    put, reduced = lanes[me].progress(group)
+    peers = {run.ranks[k]: lanes[k].progress(group) for k in range(n) if k != me}
+    peers_put = {r: counters[0] for r, counters in peers.items()}
+    peers_reduced = {r: counters[1] for r, counters in peers.items()}
+
+    def put_in(i):
+        slot = lanes[me].slot(group, first + i, dtype, chunks[i][-1])
+        for piece, at in chunks[i][:-1]:
+            np.copyto(slot[at:at + piece.size], piece)
+        _raise(put, first + i + 1)
+
+    put_in(0)
+    ex.exchange(None)  # every peer made this call, and has put chunk 0 in
+    for i, chunk in enumerate(chunks):
+        count, pieces = chunk[-1], chunk[:-1]
+        if i + 1 < len(chunks):
+            put_in(i + 1)
+        slots = [lane.slot(group, first + i, dtype, count) for lane in lanes]
+        if n == 2:
+            for piece, at in pieces:
+                collectives.combine(piece, [s[at:at + piece.size] for s in slots], op)
+                collectives.average(piece, op, n)  # while the chunk is in cache
+        else:
+            lo, hi = count * me // n, count * (me + 1) // n
+            mine = np.empty(hi - lo, dtype)
+            collectives.combine(mine, [s[lo:hi] for s in slots], op)
+            collectives.average(mine, op, n)
+            slots[me][lo:hi] = mine
+            _raise(reduced, first + i + 1)
+        if i + 1 < len(chunks):
+            ex.wait(peers_put, first + i + 2)
+        if n > 2:
+            ex.wait(peers_reduced, first + i + 1)
+            for k in range(n):
+                lo, hi = count * k // n, count * (k + 1) // n
+                _copy_range(pieces, lo, hi, slots[k][lo:hi])
+
+
+def _raise(counter, value):
+    counter[0] = value
+    wake_word(counter)
+
+
+def _copy_range(pieces, lo, hi, source):
+    """Copy ``source``, elements lo..hi of a chunk, into the chunk's ``pieces``."""
+    for piece, at in pieces:
+        a, b = max(lo, at), min(hi, at + piece.size)
+        if a < b:
+            np.copyto(piece[a - at:b - at], source[a - lo:b - lo])
+
+
+def _chunked(parts, per):
+    """The concatenation of the arrays ``parts``, cut into chunks of ``per`` elements: for each
+    chunk, its pieces as (view of a part, offset in the chunk), then its element count."""
+    chunks, chunk, filled = [], [], 0
+    for part in parts:
+        start = 0
+        while start < part.size:
+            take = min(per - filled, part.size - start)
+            chunk.append((part[start:start + take], filled))
+            filled += take
+            start += take
+            if filled == per:
+                chunks.append(chunk + [filled])
+                chunk, filled = [], 0
+    if chunk:
+        chunks.append(chunk + [filled])
+    return chunks
+
+
 _WAYS = {collectives.all_reduce: _all_reduce, collectives.reduce: _reduce,
          collectives.broadcast: _broadcast, collectives.all_gather: _all_gather,
          collectives.gather: _gather, collectives.barrier: _barrier}
@@ -85,24 +186,52 @@ def choose(engine, run):
     if way is None or not STORES_IN_ORDER or not engine.shared.covers(run.group):
         return None
     _, _, dtype, shape, _ = run.signature
-    return way if math.prod(shape) * dtype.itemsize <= MAILBOX_BYTES else None
+    if math.prod(shape) * dtype.itemsize <= MAILBOX_BYTES:
+        return way
+    return large_all_reduce if way is _all_reduce else None
 
 
 def run_here(engine, run, way, earlier):
-    """Run ``run`` in this thread, once the group's ``earlier`` engine calls are done."""
+    """Run ``run`` in this thread, once the group's ``earlier`` calls are done."""
     for work in earlier:
         work._done.wait(max(work.deadline - time.monotonic(), 0) + 5.0)
-    run.algorithm, run.variant = "mailbox", VARIANT
+    run.algorithm = "shared" if way is large_all_reduce else "mailbox"
     try:
         way(_Exchange(engine, run), *run._args)
     except DistError as e:
         run.work._finish(e)
+    except Exception as e:  # a bug: fail the call (it may run on a Worker) instead of hanging
+        run.work._finish(DistBackendError(f"{run.name} failed on rank "
+                                          f"{run.ranks[run.me]}: {e!r}"))
     else:
         run.work._finish()
 
 
+class Worker:
+    """A thread that runs one group's calls, in order, for callers that do not wait for them
+    (async_op=True)."""
+
+    def __init__(self, name):
+        self._tasks = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, fn):
+        self._tasks.put(fn)
+
+    def _run(self):
+        while (fn := self._tasks.get()) is not None:
+            fn()
+
+    def close(self, timeout):
+        """Stop once the calls queued are done or have failed (a destroyed group's calls fail
+        within CHECK_EVERY s)."""
+        self._tasks.put(None)
+        self._thread.join(timeout)
+
+
 class _Exchange:
-    """One call's exchange of mailboxes."""
+    """One call's exchange of mailboxes, and its waits on the peers' counters."""
 
     def __init__(self, engine, run):
         self.engine, self.run, self.me = engine, run, run.me
@@ -119,25 +248,25 @@ class _Exchange:
         engine.shared.mailbox_count[group] = count + 1
         code, op, dtype, shape, root = run.signature
         nbytes = 0 if mine is None else mine.nbytes
-        head = wire.encode(wire.COLLECTIVE, group, run.seq, VARIANT, code, op, dtype, shape,
-                           root, nbytes)
+        head = wire.encode(wire.COLLECTIVE, group, run.seq, 0, code, op, dtype, shape, root,
+                           nbytes)
         flag, header, payload = engine.shared.own.mailbox(group, count)
         if nbytes:
             payload[:nbytes] = mine.view(np.uint8)
         header[:len(head)] = np.frombuffer(head, dtype=np.uint8)
         flag[1] = len(head)
-        flag[0] = count + 1  # last: this publishes the call
-        wake_word(flag)
-        own = payload[:nbytes].view(dtype)  # not ``mine``: it may be the output too
+        _raise(flag, count + 1)  # last: this publishes the call
+        boxes = {rank: engine.shared.lanes[rank].mailbox(group, count)
+                 for k, rank in enumerate(run.ranks) if k != self.me}
+        self.wait({rank: box[0] for rank, box in boxes.items()}, count + 1)
         parts = []
         for k, rank in enumerate(run.ranks):
             if k == self.me:
-                parts.append(own)
+                parts.append(payload[:nbytes].view(dtype))  # not ``mine``: it may be the output
                 continue
-            flag, header, payload = engine.shared.lanes[rank].mailbox(group, count)
-            self._wait(flag, count + 1, rank)
+            flag, header, payload_k = boxes[rank]
             theirs = self._check(rank, wire.decode(header[:flag[1]].tobytes()))
-            parts.append(payload[:theirs.nbytes].view(dtype))
+            parts.append(payload_k[:theirs.nbytes].view(dtype))
         return parts
 
     def _check(self, rank, theirs):
@@ -148,21 +277,32 @@ class _Exchange:
                 f"rank's op #{run.seq} but rank {rank}'s op #{theirs.seq}: the ranks called "
                 "different collectives before it. Every rank must call the same "
                 "collectives in the same order."), notify=False)
-        if signature_of(theirs) != run.signature or theirs.tag != VARIANT:
+        if signature_of(theirs) != run.signature:
             self._fail(mismatch(run.ranks[self.me], run.group.id, run.seq, run.signature, rank,
                                 signature_of(theirs)), notify=False)
         return theirs
 
-    def _wait(self, flag, want, rank):
+    def wait(self, flags, want):
+        """Wait until every flag or counter of ``flags`` (a peer's global rank -> an int64 in
+        its lane) holds at least ``want``."""
         # spinning only helps when every rank has a CPU; else it takes the CPU a peer needs
-        for _ in range(SPINS if self.run.size <= CPUS else 0):
-            if flag[0] == want:
-                return
+        spins = SPINS if self.run.size <= CPUS else 0
+        for rank, flag in flags.items():
+            for _ in range(spins):
+                if flag[0] >= want:
+                    break
+            else:
+                if flag[0] < want:
+                    self._sleep(flags, want, rank)
+
+    def _sleep(self, flags, want, rank):
         engine, run = self.engine, self.run
+        flag = flags[rank]
         start = time.monotonic()
         noted = False
         stall = start + stall_seconds()
-        while flag[0] != want:
+        while flag[0] < want:
+            engine._check_open()
             broken = engine.broken(run.group.id)
             if broken is not None:
                 raise broken
@@ -180,7 +320,8 @@ class _Exchange:
             if now >= stall:
                 stall = float("inf")
                 report_stall(run.ranks[self.me], f"{run.name} (group {run.group.id}, op "
-                             f"#{run.seq})", self._missing(want), now - start)
+                             f"#{run.seq})", [r for r, f in flags.items() if f[0] < want],
+                             now - start)
             if now >= run.work.deadline:
                 self._fail(DistTimeoutError(
                     f"{run.name} on rank {run.ranks[self.me]} timed out after "
@@ -189,15 +330,8 @@ class _Exchange:
                     "rank calls the same collectives in the same order, and that no rank is "
                     "stuck."), notify=True)
             seen = int(flag[0])
-            if seen != want:
+            if seen < want:
                 wait_word(flag, seen, CHECK_EVERY)
-
-    def _missing(self, want):
-        """The ranks that have not published the call that publishes ``want``."""
-        engine, group = self.engine, self.run.group.id
-        index = want - 1
-        return [r for r in self.run.ranks if r != engine.rank
-                and engine.shared.lanes[r].mailbox(group, index)[0][0] != want]
 
     def _fail(self, error, notify):
         """The group is unusable now: the engine fails what else waits on it (and, if

@@ -99,14 +99,17 @@ class ProcessGroup:
     def _work(self, description):
         return Work(description, time.monotonic() + self.timeout)
 
-    def run(self, name, algorithm, args, dtype, shape, op=NO_OP, root=-1, after=None):
+    def run(self, name, algorithm, args, dtype, shape, op=NO_OP, root=-1, after=None,
+            async_op=False):
         """Start a collective; returns its Work. ``after`` runs in the caller's thread once the
-        work has succeeded (copying results back into non-contiguous tensors, AVG's divide)."""
+        work has succeeded (copying results back into non-contiguous tensors, AVG's divide).
+        ``async_op``: the caller does not wait for the work now."""
         self.seq += 1
         work = self._work(f"{name} (group {self.id}, op #{self.seq})")
         if after is not None:
             work._after.append(after)
         run = CollectiveRun(self, self.seq, name, op, dtype, shape, root, work, algorithm, args)
+        run.async_op = async_op
         if (debug.detail or timeline.recorder is not None) and self.id < _INTERNAL:
             nbytes = sum(a.nbytes for a in args[1]) if name == "all_to_all" else \
                 math.prod(shape) * dtype.itemsize  # all_to_all's shape is ()

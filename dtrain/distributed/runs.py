@@ -83,12 +83,9 @@ class Runs:
         return None
 
     def done(self, run):
-        """``run`` finished or failed: give its lane to the next run, remember its call."""
+        """``run`` finished or failed: remember its call."""
         engine = self._engine
         key = (run.group.id, run.seq)
-        granted = engine.shared.release(run)
-        if granted is not None and engine.broken(run.group.id) is None:
-            granted[0].lane_granted(granted[1])
         self._running.pop(key, None)
         engine.pending.pop(id(run.work), None)
         self._remember(key, run.signature)

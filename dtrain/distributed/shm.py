@@ -1,16 +1,16 @@
 """The same-host data path: shared-memory lanes.
 
 Each process makes one anonymous shared-memory file (memfd) when its engine starts: one lane per
-process group (ids below LANES), each lane SLOTS slots of SLOT_BYTES for large messages and two
-mailboxes for small ones (fastpath.py). Its peers on the same host map that file through
-/proc/<pid>/fd/<fd>, read-only. Only the same user may open it, nothing is ever named in
-/dev/shm, and the memory goes away with the last process that maps it, however the processes
-end. Pages are allocated on first touch, so the file's size reserves address
-space, not memory: a lane costs what its slots hold.
+process group (ids below LANES), each lane SLOTS slots of SLOT_BYTES for large all_reduces, two
+mailboxes for small collectives, and two progress counters (fastpath.py). Its peers on the same
+host map that file through /proc/<pid>/fd/<fd>, read-only. Only the same user may open it,
+nothing is ever named in /dev/shm, and the memory goes away with the last process that maps it,
+however the processes end. Pages are allocated on first touch, so the file's size reserves
+address space, not memory: a lane costs what its slots hold.
 
-An algorithm copies a chunk of its buffer into a slot of its own lane, says so with a small
-message, and reads its peers' slots in place (see collectives.py). That is one copy per byte
-instead of two socket copies, the kernel's TCP work and a freshly allocated receive buffer.
+A large all_reduce copies a chunk of its buffer into a slot of its own lane, says so by raising a
+counter, and reads its peers' slots in place: one copy per byte instead of two socket copies,
+the kernel's TCP work and a freshly allocated receive buffer.
 
 After the lanes, the file holds one point-to-point ring per peer (rings.py). Each process also
 has a doorbell: one word in a second, page-sized memfd that its peers map writable, so that a
@@ -26,12 +26,13 @@ import numpy as np
 
 from .errors import DistBackendError
 
-SLOT_BYTES = 2 << 20  # measured: 1-2 MB chunks beat 4 MB (cache, pipelining)
-SLOTS = 3  # a slot is rewritten only once every peer has read it (collectives.py says why)
+SLOT_BYTES = 512 << 10  # measured: the chunks of four ranks' slots stay in a 2 MB cache
+SLOTS = 3  # a slot is rewritten only once every peer has read it (fastpath.py says why)
 MAILBOX_BYTES = 64 << 10  # the largest payload of a small collective
 _BOX_HEAD = 4096          # a mailbox's flag, header length and header (fastpath.py)
 _BOX = _BOX_HEAD + MAILBOX_BYTES
-_LANE = SLOTS * SLOT_BYTES + 2 * _BOX
+_PROGRESS = 4096          # a lane's counters: chunks put in its slots, and reduced
+_LANE = SLOTS * SLOT_BYTES + 2 * _BOX + _PROGRESS
 LANES = 64
 RING_BYTES = 256 << 10  # a point-to-point ring's data (rings.py)
 _RING_HEAD = 128        # its write position, and how far this rank has read the peer's ring
@@ -121,14 +122,13 @@ def open_peers(cards, me):
 
 class SharedHost:
     """This rank's view of the shared memory on its host: its lanes and its peers', which
-    groups can use them, and which of a group's calls holds the group's lane."""
+    groups can use them, and how far each group's mailboxes and slots have come."""
 
     def __init__(self, rank, own):
         self.rank, self.own = rank, own  # own: this rank's Lanes, or None
         self.lanes = {}  # global rank -> Lanes, for this rank and the peers on its host
         self.mailbox_count = collections.Counter()  # group -> its calls through mailboxes
-        self._users = {}  # group -> [(run, chunks)]: the lane's holder first, then who waits
-        self._next = collections.Counter()  # group -> chunks its lane has carried
+        self.chunk_count = collections.Counter()    # group -> chunks its slots have carried
 
     def add_peers(self, peers):
         """Take the mapped lanes of the peers on this host (open_peers)."""
@@ -139,35 +139,6 @@ class SharedHost:
     def covers(self, group):
         """Whether every member of ``group`` can read this rank's lane for it, and it theirs."""
         return group.id < LANES and all(r in self.lanes for r in group.ranks)
-
-    def slot(self, group, rank, index, dtype, count):
-        return self.lanes[rank].slot(group, index, dtype, count)
-
-    def take(self, run, chunks):
-        """Give ``run`` its group's lane for ``chunks`` chunks, or queue it behind the run that
-        holds it (a group's runs take the lane in the order of their calls, the same on every
-        rank). Returns the lane's chunk count at the start, or None if queued."""
-        users = self._users.setdefault(run.group.id, [])
-        users.append((run, chunks))
-        return self._start(run.group.id) if len(users) == 1 else None
-
-    def release(self, run):
-        """``run`` is done with the lane (or never got it); returns the run to give the lane
-        to next and its chunk count at the start, or None."""
-        users = self._users.get(run.group.id)
-        if not users or all(r is not run for r, _ in users):
-            return None
-        holder = users[0][0] is run
-        users[:] = [u for u in users if u[0] is not run]
-        if holder and users:
-            return users[0][0], self._start(run.group.id)
-        return None
-
-    def _start(self, group):
-        _, chunks = self._users[group][0]
-        first = self._next[group]
-        self._next[group] += chunks
-        return first
 
     def close(self):
         for lanes in {id(v): v for v in [*self.lanes.values(), self.own] if v}.values():
@@ -223,6 +194,13 @@ class Lanes:
         start = lane * _LANE + SLOTS * SLOT_BYTES + index % 2 * _BOX
         box = self._bytes[start:start + _BOX]
         return box[:16].view(np.int64), box[16:_BOX_HEAD], box[_BOX_HEAD:]
+
+    def progress(self, lane):
+        """The counters of ``lane``: how many chunks this process has put in its slots, and
+        how many it has reduced its portion of (int64 arrays of one element)."""
+        start = lane * _LANE + SLOTS * SLOT_BYTES + 2 * _BOX
+        counters = self._bytes[start:start + 16].view(np.int64)
+        return counters[0:1], counters[1:2]
 
     def ring(self, peer):
         """The ring block for rank ``peer``: (this process's write position in its ring to

@@ -53,7 +53,8 @@ class Engine:
         self._ready = threading.Event()
         self._startup_error = None
         self._stopping = False
-        self._submitted = {}  # group -> Works of its collectives given to the engine thread
+        self._submitted = {}  # group -> Works of its collectives given to other threads
+        self._workers = {}    # group -> fastpath.Worker, for its async same-host calls
         self.sends = Sends(self)  # point-to-point sends, from any thread
         self.address = None
         self.card = None  # what peers need to reach this rank: address, host, shared memory
@@ -77,16 +78,25 @@ class Engine:
                                    "init_process_group() again before communicating")
 
     def submit(self, run):
-        """Start a collective: a small one among processes of this host runs right here, in
-        the caller's thread (fastpath.py); the others go to the engine thread."""
+        """Start a collective. Among processes of this host it runs through shared memory
+        (fastpath.py): right here, in the caller's thread, or for an async_op call that is
+        large or must wait for earlier ones, on the group's worker thread. The others go to
+        the engine thread."""
         group = run.group.id
         way = fastpath.choose(self, run)
-        if way is not None:
-            fastpath.run_here(self, run, way, self._submitted.pop(group, ()))
+        earlier = [w for w in self._submitted.pop(group, ()) if not w._done.is_set()]
+        if way is not None and not (run.async_op and (earlier or way is
+                                                      fastpath.large_all_reduce)):
+            fastpath.run_here(self, run, way, earlier)
             return
-        self._submitted[group] = [w for w in self._submitted.get(group, ())
-                                  if not w._done.is_set()] + [run.work]
-        self.call(self.runs.start, run)
+        self._submitted[group] = earlier + [run.work]
+        if way is None:
+            self.call(self.runs.start, run)
+            return
+        self._check_open()
+        if group not in self._workers:
+            self._workers[group] = fastpath.Worker(f"dtrain-group-{group}-{self.rank}")
+        self._workers[group].put(lambda: fastpath.run_here(self, run, way, earlier))
 
     def note_call(self, group, seq, signature):
         """Record a collective this rank runs outside the engine thread (and waits long for),
@@ -109,6 +119,8 @@ class Engine:
         if self._stopping:
             return
         self._stopping = True  # first: a command posted after this is refused, not lost
+        for worker in self._workers.values():  # before the lanes they read are unmapped
+            worker.close(timeout)
         self._commands.append((self._stop, ()))
         os.write(self._wake_w, b"x")
         self._thread.join(timeout)

@@ -202,7 +202,8 @@ class DistributedDataParallel(Module):
             # floats are averaged by the all_reduce itself (chunk by chunk, while in cache)
             bucket.work = self._pg.run("all_reduce", collectives.all_reduce,
                                        ([g.reshape(-1) for g in grads], collectives.AVG),
-                                       bucket.dtype, (bucket.size,), op=collectives.AVG)
+                                       bucket.dtype, (bucket.size,), op=collectives.AVG,
+                                       async_op=True)
             return
         for i, grad in enumerate(grads):
             view = bucket.view(i)

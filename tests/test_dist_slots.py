@@ -1,0 +1,133 @@
+"""Large all_reduces between the processes of one host (fastpath.large_all_reduce): through
+shared-memory slots announced by counters, in the caller's thread, or on the group's worker
+thread for async_op=True, so that the caller goes on and ranks may mix the two."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from multiproc import run_ranks
+
+MB = 1 << 20
+pytestmark = pytest.mark.usefixtures("shared_memory_on")
+
+
+def init():
+    import dtrain.distributed as dist
+    dist.init_process_group("gloo")
+    return dist
+
+
+def mixed(rank, world):
+    """Rank 0 starts async calls while the others arrive late and block."""
+    dist = init()
+    big = np.arange(MB + 3, dtype=np.float32) % 97 * (rank + 1)  # 4 MB: eight chunks
+    small = np.full(5, rank + 1, np.int64)
+    returned = None
+    if rank == 0:
+        start = time.monotonic()
+        works = [dist.all_reduce(big, async_op=True), dist.all_reduce(small, async_op=True)]
+        returned = time.monotonic() - start
+        threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("dtrain-g"))
+        for work in works:
+            work.wait()
+    else:
+        time.sleep(1.0)
+        threads = []
+        dist.all_reduce(big)
+        dist.all_reduce(small)
+    total = world * (world + 1) // 2
+    assert (big == np.arange(MB + 3, dtype=np.float32) % 97 * total).all()
+    assert (small == total).all()
+    dist.destroy_process_group()
+    return returned, threads
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("world", [2, 3])
+def test_an_async_call_returns_at_once_and_ranks_may_mix_async_and_blocking(world):
+    results = run_ranks(mixed, world, timeout=50)
+    returned, threads = results[0]
+    # the peers arrive after 1 s: the caller did not wait for them
+    assert returned < 0.5, f"all_reduce(async_op=True) took {returned:.2f} s to return"
+    assert threads == ["dtrain-group-0-0"]
+
+
+def exact(rank, world):
+    """Every op on odd sizes and a list of arrays, against the sum in rank order."""
+    dist = init()
+    from dtrain.distributed import collectives
+    rng = np.random.default_rng(7)
+    size = 3 * MB // 2 + 11  # float32: not a whole number of chunks
+    inputs = [rng.standard_normal(size).astype(np.float32) + 2 for _ in range(world)]
+    for op, ufunc in [(dist.ReduceOp.SUM, np.add), (dist.ReduceOp.PRODUCT, np.multiply),
+                      (dist.ReduceOp.MAX, np.maximum), (dist.ReduceOp.MIN, np.minimum)]:
+        buf = inputs[rank].copy()
+        dist.all_reduce(buf, op=op)
+        want = inputs[0].copy()
+        for x in inputs[1:]:
+            ufunc(want, x, out=want)
+        assert np.array_equal(buf, want), op
+    # a list of arrays, reduced as their concatenation (DDP's gradients), averaged
+    parts = [inputs[rank][:1000].copy(), inputs[rank][1000:].copy()]
+    pg = dist.group.WORLD
+    pg.run("all_reduce", collectives.all_reduce, (parts, collectives.AVG), np.dtype(np.float32),
+           (size,), op=collectives.AVG).wait()
+    want = inputs[0].copy()
+    for x in inputs[1:]:
+        want += x
+    want /= np.float32(world)
+    assert np.array_equal(np.concatenate(parts), want)
+    dist.destroy_process_group()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_results_are_exact_and_in_rank_order(world):
+    run_ranks(exact, world, timeout=80)
+
+
+def destroyed_while_waiting(rank, world):
+    from dtrain.distributed import DistBackendError
+    dist = init()
+    if rank == 1:  # never makes the call
+        time.sleep(0.5)
+        dist.destroy_process_group()
+        return None
+    work = dist.all_reduce(np.ones(MB, np.float32), async_op=True)
+    time.sleep(0.2)
+    start = time.monotonic()
+    dist.destroy_process_group()
+    took = time.monotonic() - start
+    try:
+        work.wait()
+    except DistBackendError as e:
+        return took, str(e)
+    return took, "no error"
+
+
+@pytest.mark.timeout(60)
+def test_destroying_the_group_fails_an_async_call_still_waiting():
+    took, message = run_ranks(destroyed_while_waiting, 2, timeout=50)[0]
+    assert "destroyed" in message, message
+    assert took < 3.0, f"destroy_process_group took {took:.1f} s"
+
+
+def sizes_differ(rank, world):
+    from dtrain.distributed import DistMismatchError
+    dist = init()
+    try:
+        dist.all_reduce(np.ones(MB * (rank + 1), np.float32))
+    except DistMismatchError as e:
+        return str(e)
+    finally:
+        dist.destroy_process_group()
+    return "no error"
+
+
+@pytest.mark.timeout(60)
+def test_large_calls_of_different_sizes_raise_on_every_rank():
+    for rank, message in enumerate(run_ranks(sizes_differ, 2, timeout=50)):
+        assert "does not match" in message and "shape=[1048576]" in message \
+            and "shape=[2097152]" in message, f"rank {rank}: {message}"
