@@ -131,3 +131,25 @@ def test_large_calls_of_different_sizes_raise_on_every_rank():
     for rank, message in enumerate(run_ranks(sizes_differ, 2, timeout=50)):
         assert "does not match" in message and "shape=[1048576]" in message \
             and "shape=[2097152]" in message, f"rank {rank}: {message}"
+
+
+def released(rank, world):
+    import weakref
+    dist = init()
+    buf = np.ones(MB, np.float32)
+    work = dist.all_reduce(buf, async_op=True)
+    work.wait()
+    ref = weakref.ref(buf)
+    del buf, work
+    deadline = time.monotonic() + 2.0
+    while ref() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    freed = ref() is None
+    dist.destroy_process_group()
+    return freed
+
+
+@pytest.mark.timeout(60)
+def test_the_worker_thread_keeps_no_buffer_of_a_finished_call():
+    # DDP's gradients would otherwise outlive zero_grad() until the group's next call
+    assert run_ranks(released, 2, timeout=50) == [True, True]

@@ -220,8 +220,12 @@ class Worker:
         self._tasks.put(fn)
 
     def _run(self):
-        while (fn := self._tasks.get()) is not None:
+        while True:
+            fn = self._tasks.get()
+            if fn is None:
+                return
             fn()
+            del fn  # and the buffers of the call (DDP's gradients): not kept till the next call
 
     def close(self, timeout):
         """Stop once the calls queued are done or have failed (a destroyed group's calls fail
