@@ -94,8 +94,9 @@ def large_all_reduce(ex, buf, op):
     Why SLOTS = 3 suffices: chunk g goes into slot g % 3 once every peer has put chunk g-1.
     A peer puts chunk g-1 after it has finished reading chunk g-3 (the last user of slot
     g % 3), and before it reads chunk g-2. The chunk count runs on across the group's calls,
-    so this holds from one call to the next too. (A rank's own portion of its slot is read
-    only by itself until it says "reduced", then only copied.)
+    so this holds from one call to the next too. (A rank's own portion of its slot is not
+    copied in: it reduces that portion reading its own buffer, writes the result there, and
+    says "reduced"; the peers then only copy it.)
     """
     run, shared = ex.run, ex.engine.shared
     group, n, me = run.group.id, run.size, run.me
@@ -110,10 +111,18 @@ def large_all_reduce(ex, buf, op):
     peers_put = {r: counters[0] for r, counters in peers.items()}
     peers_reduced = {r: counters[1] for r, counters in peers.items()}
 
+    def portion(count, k):
+        """Elements lo..hi of a chunk of ``count``: rank k's to reduce (none with two ranks)."""
+        return (count * k // n, count * (k + 1) // n) if n > 2 else (0, 0)
+
     def put_in(i):
-        slot = lanes[me].slot(group, first + i, dtype, chunks[i][-1])
-        for piece, at in chunks[i][:-1]:
-            np.copyto(slot[at:at + piece.size], piece)
+        # all but this rank's portion, which only this rank reads (from the buffer itself)
+        count, pieces = chunks[i][-1], chunks[i][:-1]
+        slot = lanes[me].slot(group, first + i, dtype, count)
+        lo, hi = portion(count, me)
+        for start, end in ((0, lo), (hi, count)):
+            for view, at in _overlaps(pieces, start, end):
+                np.copyto(slot[start + at:start + at + view.size], view)
         _raise(put, first + i + 1)
 
     put_in(0)
@@ -128,19 +137,27 @@ def large_all_reduce(ex, buf, op):
                 collectives.combine(piece, [s[at:at + piece.size] for s in slots], op)
                 collectives.average(piece, op, n)  # while the chunk is in cache
         else:
-            lo, hi = count * me // n, count * (me + 1) // n
-            mine = np.empty(hi - lo, dtype)
-            collectives.combine(mine, [s[lo:hi] for s in slots], op)
-            collectives.average(mine, op, n)
-            slots[me][lo:hi] = mine
+            lo, hi = portion(count, me)
+            views = list(_overlaps(pieces, lo, hi))
+            if len(views) == 1:
+                own = views[0][0]
+            else:  # the portion spans arrays of a list
+                own = np.empty(hi - lo, dtype)
+                for view, at in views:
+                    np.copyto(own[at:at + view.size], view)
+            result = slots[me][lo:hi]
+            collectives.combine(result, [own if k == me else s[lo:hi]
+                                         for k, s in enumerate(slots)], op)
+            collectives.average(result, op, n)
             _raise(reduced, first + i + 1)
         if i + 1 < len(chunks):
             ex.wait(peers_put, first + i + 2)
         if n > 2:
             ex.wait(peers_reduced, first + i + 1)
             for k in range(n):
-                lo, hi = count * k // n, count * (k + 1) // n
-                _copy_range(pieces, lo, hi, slots[k][lo:hi])
+                lo, hi = portion(count, k)
+                for view, at in _overlaps(pieces, lo, hi):
+                    np.copyto(view, slots[k][lo + at:lo + at + view.size])
 
 
 def _raise(counter, value):
@@ -148,12 +165,13 @@ def _raise(counter, value):
     wake_word(counter)
 
 
-def _copy_range(pieces, lo, hi, source):
-    """Copy ``source``, elements lo..hi of a chunk, into the chunk's ``pieces``."""
+def _overlaps(pieces, lo, hi):
+    """Where elements lo..hi of a chunk lie in its ``pieces``: (a view of a piece, its offset
+    from lo), for each piece they overlap."""
     for piece, at in pieces:
         a, b = max(lo, at), min(hi, at + piece.size)
         if a < b:
-            np.copyto(piece[a - at:b - at], source[a - lo:b - lo])
+            yield piece[a - at:b - at], a - lo
 
 
 def _chunked(parts, per):
