@@ -33,12 +33,14 @@ import numpy as np
 from benchmarks._procs import fmt_bytes, fmt_time
 from benchmarks.allreduce import bus_bandwidth
 from dtrain.distributed.collectives import SMALL
-from dtrain.distributed.shm import MAILBOX_BYTES, SLOT_BYTES
+from dtrain.distributed.shm import MAILBOX_BYTES, chunk_bytes
 
 
-def chunks(m):
-    """Chunks of _shared_all_reduce, one per lane slot (m: bytes, or an array of them)."""
-    return np.maximum(1, np.ceil(np.asarray(m) / SLOT_BYTES))
+def chunks(n, m):
+    """Chunks of fastpath.large_all_reduce at n ranks (m: bytes, or an array of them; n: an int
+    or an array like m)."""
+    size = np.vectorize(chunk_bytes)(n)
+    return np.maximum(1, np.ceil(np.asarray(m) / size))
 
 
 # model name -> [(parameter, f(n, m))]; time = sum of parameter x f(n, m)
@@ -46,10 +48,12 @@ MODELS = {
     # fastpath._all_reduce: publish to the own mailbox, poll n-1 peers, combine n parts
     "mailbox": [("alpha", lambda n, m: 1), ("alpha_peer", lambda n, m: n - 1),
                 ("beta_mem", lambda n, m: n * m)],
-    # collectives._shared_all_reduce: per SLOT_BYTES chunk one message round with n-1 peers, then
-    # every rank combines the n slots
-    "shared": [("alpha", lambda n, m: chunks(m)), ("alpha_peer", lambda n, m: chunks(m) * (n - 1)),
-               ("beta_mem", lambda n, m: n * m)],
+    # fastpath.large_all_reduce: per chunk one wait on the n-1 peers' counters (two from three
+    # ranks: "put", then "reduced"); each rank reads 3m (copy-in, both slots) at two ranks,
+    # else (3n-2)/n m (copy-in but its portion, its portion of n slots, copy-out but its own)
+    "shared": [("alpha", lambda n, m: chunks(n, m)),
+               ("alpha_peer", lambda n, m: chunks(n, m) * (n - 1) * np.where(n > 2, 2, 1)),
+               ("beta_mem", lambda n, m: np.where(n > 2, (3 * n - 2) / n, 3) * m)],
     # collectives._direct_all_reduce: n-1 sends and receives of m bytes, combine n parts
     "direct": [("alpha", lambda n, m: 1), ("alpha_peer", lambda n, m: n - 1),
                ("beta", lambda n, m: (n - 1) * m), ("gamma", lambda n, m: n * m)],

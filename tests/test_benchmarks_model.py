@@ -53,10 +53,12 @@ def test_predictions_are_the_closed_forms():
         2 * (n - 1) * a + 2 * (n - 1) / n * m * b + (n - 1) / n * m * g)
     assert model.predict("direct", {"alpha": a, "alpha_peer": o, "beta": b, "gamma": g},
                          n, m) == pytest.approx(a + (n - 1) * o + (n - 1) * m * b + n * m * g)
-    # shared: one round per lane slot's worth of bytes
-    m = 5 * model.SLOT_BYTES
-    assert model.predict("shared", {"alpha": a, "alpha_peer": o, "beta_mem": b}, 4, m) \
-        == pytest.approx(5 * (a + 3 * o) + 4 * m * b)
+    # shared: per chunk one wait on each peer at two ranks, two from three on
+    shared = {"alpha": a, "alpha_peer": o, "beta_mem": b}
+    m = 5 * model.chunk_bytes(4)
+    assert model.predict("shared", shared, 4, m) == pytest.approx(5 * (a + 6 * o) + 2.5 * m * b)
+    m = 3 * model.chunk_bytes(2)
+    assert model.predict("shared", shared, 2, m) == pytest.approx(3 * (a + o) + 3 * m * b)
     assert model.predict("mailbox", {"alpha": a, "alpha_peer": o, "beta_mem": b}, 2, 4096) \
         == pytest.approx(a + o + 2 * 4096 * b)
 

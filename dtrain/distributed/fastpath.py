@@ -41,7 +41,7 @@ from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import (DistBackendError, DistError, DistMismatchError, DistPeerError,
                      DistTimeoutError)
 from .liveness import report_stall, stall_seconds
-from .shm import (CHECK_EVERY, CPUS, MAILBOX_BYTES, SLOT_BYTES, SPINS, STORES_IN_ORDER,
+from .shm import (CHECK_EVERY, CPUS, MAILBOX_BYTES, SPINS, STORES_IN_ORDER, chunk_bytes,
                   wait_word, wake_word)
 
 
@@ -102,7 +102,7 @@ def large_all_reduce(ex, buf, op):
     group, n, me = run.group.id, run.size, run.me
     parts = [buf] if isinstance(buf, np.ndarray) else buf
     dtype = parts[0].dtype
-    chunks = _chunked(parts, SLOT_BYTES // dtype.itemsize)
+    chunks = _chunked(parts, chunk_bytes(n) // dtype.itemsize)
     first = shared.chunk_count[group]
     shared.chunk_count[group] = first + len(chunks)
     lanes = [shared.lanes[r] for r in run.ranks]
