@@ -154,3 +154,109 @@ def released(rank, world):
 def test_the_worker_thread_keeps_no_buffer_of_a_finished_call():
     # DDP's gradients would otherwise outlive zero_grad() until the group's next call
     assert run_ranks(released, 2, timeout=50) == [True, True]
+
+
+def given_up(rank, world):
+    """Rank 1 stalls inside its first call until rank 0 has timed out of it; both had a
+    second call queued behind. Rank 1 must not take rank 0's second call for the rest of the
+    first (the chunk counters run on across calls)."""
+    from dtrain.distributed import DistError, collectives
+    dist = init()
+    if rank == 1:
+        combine, calls = collectives.combine, []
+
+        def slow(*args):
+            calls.append(1)
+            if len(calls) == 2:
+                time.sleep(3.0)  # past rank 0's 1.5 s timeout
+            return combine(*args)
+        collectives.combine = slow
+    first = np.full(2 * MB, rank + 1.0, np.float32)    # 8 MB: sixteen chunks
+    second = np.full(2 * MB, 100.0 * (rank + 1), np.float32)
+    works = [dist.all_reduce(first, async_op=True), dist.all_reduce(second, async_op=True)]
+    outcomes = []
+    for work, buf, total in zip(works, (first, second), (3.0, 300.0)):
+        try:
+            work.wait()
+            outcomes.append("exact" if (buf == total).all() else "wrong")
+        except DistError as e:
+            outcomes.append(type(e).__name__)
+    dist.destroy_process_group()
+    return outcomes
+
+
+@pytest.mark.timeout(60)
+def test_a_call_given_up_by_a_peer_fails_instead_of_reading_its_next_call():
+    results = run_ranks(given_up, 2, timeout=50, env={"DTRAIN_TIMEOUT": "1.5"})
+    for rank, outcomes in enumerate(results):
+        assert "wrong" not in outcomes and "exact" not in outcomes, f"rank {rank}: {outcomes}"
+
+
+def chunks_differ(rank, world):
+    from dtrain.distributed import DistMismatchError, fastpath
+    dist = init()
+    if rank == 1:  # as if this rank saw another CPU count
+        fastpath.chunk_bytes = lambda ranks: 256 << 10
+    try:
+        dist.all_reduce(np.ones(MB, np.float32))
+    except DistMismatchError as e:
+        return str(e)
+    finally:
+        dist.destroy_process_group()
+    return "no error"
+
+
+@pytest.mark.timeout(60)
+def test_ranks_that_would_cut_chunks_differently_raise():
+    for rank, message in enumerate(run_ranks(chunks_differ, 2, timeout=50)):
+        assert "chunks of" in message and "cpu_count" in message, f"rank {rank}: {message}"
+
+
+def engine_after_worker(rank, world):
+    """An async all_reduce (shared memory, on the worker), then an async broadcast of the same
+    tensor (the engine): the broadcast starts only once the all_reduce is done."""
+    dist = init()
+    exact = []
+    for _ in range(5):
+        t = np.full(4 * MB, rank + 1.0, np.float32)
+        works = [dist.all_reduce(t, async_op=True), dist.broadcast(t, src=0, async_op=True)]
+        for work in works:
+            work.wait()
+        exact.append(bool((t == world * (world + 1) / 2).all()))
+    dist.destroy_process_group()
+    return all(exact)
+
+
+@pytest.mark.timeout(60)
+def test_an_engine_call_waits_for_the_shared_memory_call_before_it():
+    assert run_ranks(engine_after_worker, 2, timeout=50) == [True, True]
+
+
+def destroyed_behind_an_engine_call(rank, world):
+    from dtrain.distributed import DistError
+    dist = init()
+    if rank == 1:  # makes neither call
+        time.sleep(0.5)
+        dist.destroy_process_group()
+        return None
+    outs = [np.zeros(MB, np.float32) for _ in range(world)]
+    gathering = dist.all_gather(outs, np.ones(MB, np.float32), async_op=True)  # the engine
+    reducing = dist.all_reduce(np.ones(MB, np.float32), async_op=True)  # waits behind it
+    time.sleep(0.2)
+    start = time.monotonic()
+    dist.destroy_process_group()
+    took = time.monotonic() - start
+    errors = []
+    for work in (gathering, reducing):
+        try:
+            work.wait()
+        except DistError as e:
+            errors.append(type(e).__name__)
+    return took, errors
+
+
+@pytest.mark.timeout(60)
+def test_destroy_fails_a_call_queued_behind_an_engine_call_at_once():
+    took, errors = run_ranks(destroyed_behind_an_engine_call, 2, timeout=50)[0]
+    assert len(errors) == 2, errors
+    assert took < 3.0, f"destroy_process_group took {took:.1f} s"

@@ -23,11 +23,10 @@ that made another call (and so went through its engine, probing this rank) gets
 DistMismatchError instead of a hang.
 
 Whether a call goes this way depends only on the call (its kind and size) and its group, so
-every rank decides alike. A call made with async_op=True that is large, or would wait for
-earlier calls of its group, runs on the group's Worker thread instead of the caller's, by the
-same steps, so ranks may mix the two. Calls of the group still running elsewhere finish first,
-so a group's calls keep their order. x86-64 only: its memory order makes a flag stored after
-the data visible after the data.
+every rank decides alike. A call made with async_op=True runs on the group's Worker thread
+instead of the caller's, by the same steps, so ranks may mix the two. Calls of the group still
+running elsewhere finish first, so a group's calls keep their order. x86-64 only: its memory
+order makes a flag stored after the data visible after the data.
 """
 import math
 import os
@@ -106,9 +105,11 @@ def large_all_reduce(ex, buf, op):
     """
     run, shared = ex.run, ex.engine.shared
     group, n, me = run.group.id, run.size, run.me
+    ex.check_usable()  # before writing a slot a peer may still read in a call given up
     parts = [buf] if isinstance(buf, np.ndarray) else buf
     dtype = parts[0].dtype
-    chunks = _chunked(parts, chunk_bytes(n) // dtype.itemsize)
+    chunk = chunk_bytes(n)
+    chunks = _chunked(parts, chunk // dtype.itemsize)
     first = shared.chunk_count[group]
     shared.chunk_count[group] = first + len(chunks)
     lanes = [shared.lanes[r] for r in run.ranks]
@@ -132,7 +133,7 @@ def large_all_reduce(ex, buf, op):
         _raise(put, first + i + 1)
 
     put_in(0)
-    ex.exchange(None)  # every peer made this call, and has put chunk 0 in
+    ex.exchange(None, tag=chunk)  # every peer made this call, and has put chunk 0 in
     for i, chunk in enumerate(chunks):
         count, pieces = chunk[-1], chunk[:-1]
         if i + 1 < len(chunks):
@@ -156,10 +157,13 @@ def large_all_reduce(ex, buf, op):
                                          for k, s in enumerate(slots)], op)
             collectives.average(result, op, n)
             _raise(reduced, first + i + 1)
+        # a peer puts chunk g only once this rank has put chunk g-1, and reduces a chunk only
+        # once this rank has put it: more means it gave this call up (it failed there) and went
+        # on to its next, whose counters must not pass for this call's
         if i + 1 < len(chunks):
-            ex.wait(peers_put, first + i + 2, YIELDS)
+            ex.wait(peers_put, first + i + 2, YIELDS, limit=int(put[0]) + 1)
         if n > 2:
-            ex.wait(peers_reduced, first + i + 1, YIELDS)
+            ex.wait(peers_reduced, first + i + 1, YIELDS, limit=int(put[0]))
             for k in range(n):
                 lo, hi = portion(count, k)
                 for view, at in _overlaps(pieces, lo, hi):
@@ -217,18 +221,41 @@ def choose(engine, run):
 
 def run_here(engine, run, way, earlier):
     """Run ``run`` in this thread, once the group's ``earlier`` calls are done."""
-    for work in earlier:
-        work._done.wait(max(work.deadline - time.monotonic(), 0) + 5.0)
     run.algorithm = "shared" if way is large_all_reduce else "mailbox"
     try:
+        _wait_for(engine, run, earlier)
         way(_Exchange(engine, run), *run._args)
     except DistError as e:
         run.work._finish(e)
     except Exception as e:  # a bug: fail the call (it may run on a Worker) instead of hanging
-        run.work._finish(DistBackendError(f"{run.name} failed on rank "
-                                          f"{run.ranks[run.me]}: {e!r}"))
+        error = DistBackendError(f"{run.name} failed on rank {run.ranks[run.me]}: {e!r}")
+        engine.shared.failed.setdefault(run.group.id, error)
+        run.work._finish(error)
     else:
         run.work._finish()
+
+
+def start_on_engine(engine, run, earlier):
+    """Give ``run`` to the engine thread once the group's ``earlier`` calls are done (on the
+    group's Worker, when some of them run there)."""
+    try:
+        _wait_for(engine, run, earlier)
+        engine.call(engine.runs.start, run)
+    except DistError as e:
+        run.work._finish(e)
+
+
+def _wait_for(engine, run, earlier):
+    """Wait until the Works ``earlier`` are done; a call never overlaps the group's earlier
+    ones. Raises if the group is destroyed meanwhile, or one outlives its deadline."""
+    for work in earlier:
+        while not work._done.wait(CHECK_EVERY):
+            engine._check_open()
+            if time.monotonic() > work.deadline + 5.0:
+                raise DistTimeoutError(
+                    f"{run.name} on rank {run.ranks[run.me]} (group {run.group.id}, op "
+                    f"#{run.seq}) cannot start: {work.description} has not ended 5 s after "
+                    "its deadline.")
 
 
 class Worker:
@@ -237,11 +264,18 @@ class Worker:
 
     def __init__(self, name):
         self._tasks = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending = 0  # calls queued or running
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def put(self, fn):
+        with self._lock:
+            self._pending += 1
         self._tasks.put(fn)
+
+    def busy(self):
+        return self._pending > 0
 
     def _run(self):
         while True:
@@ -250,6 +284,8 @@ class Worker:
                 return
             fn()
             del fn  # and the buffers of the call (DDP's gradients): not kept till the next call
+            with self._lock:
+                self._pending -= 1
 
     def close(self, timeout):
         """Stop once the calls queued are done or have failed (a destroyed group's calls fail
@@ -264,19 +300,26 @@ class _Exchange:
     def __init__(self, engine, run):
         self.engine, self.run, self.me = engine, run, run.me
 
-    def exchange(self, mine):
-        """Publish ``mine`` (a flat array, or None), then return every rank's part in rank
-        order, as views of the mailboxes (empty for a rank that sent nothing)."""
+    def check_usable(self):
+        """Raise what made the group unusable, if anything did (on the engine, or in a call
+        this rank made here)."""
+        group = self.run.group.id
+        error = self.engine.broken(group) or self.engine.shared.failed.get(group)
+        if error is not None:  # e.g. the peers gave up waiting for this rank
+            raise error
+
+    def exchange(self, mine, tag=0):
+        """Publish ``mine`` (a flat array, or None) and ``tag`` (what else every rank must
+        agree on), then return every rank's part in rank order, as views of the mailboxes
+        (empty for a rank that sent nothing)."""
         engine, run = self.engine, self.run
         group = run.group.id
-        broken = engine.broken(group)
-        if broken is not None:  # e.g. the peers gave up waiting for this rank
-            raise broken
+        self.check_usable()
         count = engine.shared.mailbox_count[group]
         engine.shared.mailbox_count[group] = count + 1
         code, op, dtype, shape, root = run.signature
         nbytes = 0 if mine is None else mine.nbytes
-        head = wire.encode(wire.COLLECTIVE, group, run.seq, 0, code, op, dtype, shape, root,
+        head = wire.encode(wire.COLLECTIVE, group, run.seq, tag, code, op, dtype, shape, root,
                            nbytes)
         flag, header, payload = engine.shared.own.mailbox(group, count)
         if nbytes:
@@ -293,11 +336,11 @@ class _Exchange:
                 parts.append(payload[:nbytes].view(dtype))  # not ``mine``: it may be the output
                 continue
             flag, header, payload_k = boxes[rank]
-            theirs = self._check(rank, wire.decode(header[:flag[1]].tobytes()))
+            theirs = self._check(rank, wire.decode(header[:flag[1]].tobytes()), tag)
             parts.append(payload_k[:theirs.nbytes].view(dtype))
         return parts
 
-    def _check(self, rank, theirs):
+    def _check(self, rank, theirs, tag):
         run = self.run
         if theirs.seq != run.seq:
             self._fail(DistMismatchError(
@@ -308,12 +351,19 @@ class _Exchange:
         if signature_of(theirs) != run.signature:
             self._fail(mismatch(run.ranks[self.me], run.group.id, run.seq, run.signature, rank,
                                 signature_of(theirs)), notify=False)
+        if theirs.tag != tag:
+            self._fail(DistMismatchError(
+                f"{run.name} on rank {run.ranks[self.me]} (group {run.group.id}, op "
+                f"#{run.seq}) cuts the data into chunks of {tag} bytes, rank {rank} into chunks "
+                f"of {theirs.tag}: the ranks see different CPU counts (os.cpu_count()). Run "
+                "them alike, or set DTRAIN_SHM=0."), notify=False)
         return theirs
 
-    def wait(self, flags, want, yields=0):
+    def wait(self, flags, want, yields=0, limit=None):
         """Wait until every flag or counter of ``flags`` (a peer's global rank -> an int64 in
         its lane) holds at least ``want``. With more ranks than CPUs, first give the CPU up
-        ``yields`` times (to the peer waited for, if it is the one runnable) before sleeping."""
+        ``yields`` times (to the peer waited for, if it is the one runnable) before sleeping.
+        A counter above ``limit`` means its rank gave this call up: raise."""
         # spinning only helps when every rank has a CPU; else it takes the CPU a peer needs
         spins, yields = (SPINS, 0) if self.run.size <= CPUS else (0, yields)
         for rank, flag in flags.items():
@@ -327,6 +377,11 @@ class _Exchange:
                     os.sched_yield()
                 if flag[0] < want:
                     self._sleep(flags, want, rank)
+            if limit is not None and flag[0] > limit:
+                self._fail(self.engine.broken(self.run.group.id) or DistPeerError(
+                    f"{self.run.name} on rank {self.run.ranks[self.me]} (group "
+                    f"{self.run.group.id}, op #{self.run.seq}) cannot complete: rank {rank} "
+                    "gave it up (see the error there) and went on."), notify=False)
 
     def _sleep(self, flags, want, rank):
         engine, run = self.engine, self.run
@@ -367,8 +422,9 @@ class _Exchange:
                 wait_word(flag, seen, CHECK_EVERY)
 
     def _fail(self, error, notify):
-        """The group is unusable now: the engine fails what else waits on it (and, if
-        ``notify``, tells the peers), and this call raises ``error``."""
+        """The group is unusable now: the next call here raises ``error`` too, the engine fails
+        what else waits on it (and, if ``notify``, tells the peers), and this call raises it."""
+        self.engine.shared.failed.setdefault(self.run.group.id, error)
         self.engine.call(self.engine.break_group, self.run.group.id, error, notify,
                          self.run.ranks)
         raise error

@@ -138,6 +138,7 @@ class SharedHost:
         self.lanes = {}  # global rank -> Lanes, for this rank and the peers on its host
         self.mailbox_count = collections.Counter()  # group -> its calls through mailboxes
         self.chunk_count = collections.Counter()    # group -> chunks its slots have carried
+        self.failed = {}  # group -> the error of a call here that made it unusable
 
     def add_peers(self, peers):
         """Take the mapped lanes of the peers on this host (open_peers)."""

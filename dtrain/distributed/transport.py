@@ -79,24 +79,28 @@ class Engine:
 
     def submit(self, run):
         """Start a collective. Among processes of this host it runs through shared memory
-        (fastpath.py): right here, in the caller's thread, or for an async_op call that is
-        large or must wait for earlier ones, on the group's worker thread. The others go to
-        the engine thread."""
+        (fastpath.py): right here, in the caller's thread, or with async_op on the group's
+        worker thread. The others go to the engine thread, through the worker when calls
+        given to it are still running, so that calls in shared memory and on the engine never
+        overlap."""
         group = run.group.id
         way = fastpath.choose(self, run)
         earlier = [w for w in self._submitted.pop(group, ()) if not w._done.is_set()]
-        if way is not None and not (run.async_op and (earlier or way is
-                                                      fastpath.large_all_reduce)):
+        if way is not None and not run.async_op:
             fastpath.run_here(self, run, way, earlier)
             return
         self._submitted[group] = earlier + [run.work]
-        if way is None:
+        worker = self._workers.get(group)
+        if way is None and (worker is None or not worker.busy()):
             self.call(self.runs.start, run)
             return
         self._check_open()
-        if group not in self._workers:
-            self._workers[group] = fastpath.Worker(f"dtrain-group-{group}-{self.rank}")
-        self._workers[group].put(lambda: fastpath.run_here(self, run, way, earlier))
+        if worker is None:
+            worker = self._workers[group] = fastpath.Worker(f"dtrain-group-{group}-{self.rank}")
+        if way is None:
+            worker.put(lambda: fastpath.start_on_engine(self, run, earlier))
+        else:
+            worker.put(lambda: fastpath.run_here(self, run, way, earlier))
 
     def note_call(self, group, seq, signature):
         """Record a collective this rank runs outside the engine thread (and waits long for),
