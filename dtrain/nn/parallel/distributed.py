@@ -183,6 +183,14 @@ class DistributedDataParallel(Module):
             engine.queue_callback(self._finish_backward)
         self._used.add(id(param))
         bucket, i = self._where[id(param)]
+        grad = param._grad
+        if self.gradient_as_bucket_view and grad is not None and grad._data.base is not \
+                bucket.buffer and grad._data.dtype == bucket.dtype:
+            # the gradient becomes its bucket view now, not when backward ends: the array
+            # backward just made is freed at once, for the next one to reuse (benchmarks.memory)
+            view = bucket.view(i)
+            np.copyto(view, grad._data)
+            param._grad = _tensor(view)
         bucket.pending -= 1
         if bucket.pending == 0 and not self.find_unused_parameters:
             bucket.full = True
