@@ -44,9 +44,10 @@ from .liveness import report_stall, stall_seconds
 from .shm import (CHECK_EVERY, CPUS, MAILBOX_BYTES, SPINS, STORES_IN_ORDER, chunk_bytes,
                   wait_word, wake_word)
 
-# measured: a large all_reduce's rank that yields its CPU a few times before sleeping on a
-# peer's counter finishes sooner when ranks outnumber CPUs (16 MB at world 4 on 2 cores:
-# 5.29-5.41 ms, against 5.66-5.69 sleeping at once; 3 alternating runs each)
+# measured: with more ranks than CPUs, a rank that yields its CPU a few times before sleeping
+# on a peer's flag or counter finishes sooner (world 4 on 2 cores, 3 alternating runs each:
+# 16 MB all_reduce 5.29-5.41 ms against 5.66-5.69 sleeping at once, 4 B 146-147 us against
+# 162-165 us)
 YIELDS = 10
 
 
@@ -161,9 +162,9 @@ def large_all_reduce(ex, buf, op):
         # once this rank has put it: more means it gave this call up (it failed there) and went
         # on to its next, whose counters must not pass for this call's
         if i + 1 < len(chunks):
-            ex.wait(peers_put, first + i + 2, YIELDS, limit=int(put[0]) + 1)
+            ex.wait(peers_put, first + i + 2, limit=int(put[0]) + 1)
         if n > 2:
-            ex.wait(peers_reduced, first + i + 1, YIELDS, limit=int(put[0]))
+            ex.wait(peers_reduced, first + i + 1, limit=int(put[0]))
             for k in range(n):
                 lo, hi = portion(count, k)
                 for view, at in _overlaps(pieces, lo, hi):
@@ -359,13 +360,13 @@ class _Exchange:
                 "them alike, or set DTRAIN_SHM=0."), notify=False)
         return theirs
 
-    def wait(self, flags, want, yields=0, limit=None):
+    def wait(self, flags, want, limit=None):
         """Wait until every flag or counter of ``flags`` (a peer's global rank -> an int64 in
         its lane) holds at least ``want``. With more ranks than CPUs, first give the CPU up
-        ``yields`` times (to the peer waited for, if it is the one runnable) before sleeping.
+        YIELDS times (to the peer waited for, if it is the one runnable) before sleeping.
         A counter above ``limit`` means its rank gave this call up: raise."""
         # spinning only helps when every rank has a CPU; else it takes the CPU a peer needs
-        spins, yields = (SPINS, 0) if self.run.size <= CPUS else (0, yields)
+        spins, yields = (SPINS, 0) if self.run.size <= CPUS else (0, YIELDS)
         for rank, flag in flags.items():
             for _ in range(spins):
                 if flag[0] >= want:
