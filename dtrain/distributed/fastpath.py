@@ -109,8 +109,8 @@ def large_all_reduce(ex, buf, op):
     ex.check_usable()  # before writing a slot a peer may still read in a call given up
     parts = [buf] if isinstance(buf, np.ndarray) else buf
     dtype = parts[0].dtype
-    chunk = chunk_bytes(n)
-    chunks = _chunked(parts, chunk // dtype.itemsize)
+    step = chunk_bytes(n)
+    chunks = _chunked(parts, step // dtype.itemsize)
     first = shared.chunk_count[group]
     shared.chunk_count[group] = first + len(chunks)
     lanes = [shared.lanes[r] for r in run.ranks]
@@ -134,7 +134,7 @@ def large_all_reduce(ex, buf, op):
         _raise(put, first + i + 1)
 
     put_in(0)
-    ex.exchange(None, tag=chunk)  # every peer made this call, and has put chunk 0 in
+    ex.exchange(None, tag=step)  # every peer made this call, and has put chunk 0 in
     for i, chunk in enumerate(chunks):
         count, pieces = chunk[-1], chunk[:-1]
         if i + 1 < len(chunks):
