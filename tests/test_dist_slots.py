@@ -115,11 +115,18 @@ def test_destroying_the_group_fails_an_async_call_still_waiting():
     assert took < 3.0, f"destroy_process_group took {took:.1f} s"
 
 
-def sizes_differ(rank, world):
-    from dtrain.distributed import DistMismatchError
+def mismatched(rank, world, case):
+    """Rank 1 passes twice the elements ("sizes"), or cuts them into other chunks, as if it
+    saw another CPU count ("chunks")."""
+    from dtrain.distributed import DistMismatchError, fastpath
     dist = init()
+    size = MB
+    if rank == 1 and case == "sizes":
+        size = 2 * MB
+    elif rank == 1:
+        fastpath.chunk_bytes = lambda ranks: 256 << 10
     try:
-        dist.all_reduce(np.ones(MB * (rank + 1), np.float32))
+        dist.all_reduce(np.ones(size, np.float32))
     except DistMismatchError as e:
         return str(e)
     finally:
@@ -129,7 +136,7 @@ def sizes_differ(rank, world):
 
 @pytest.mark.timeout(60)
 def test_large_calls_of_different_sizes_raise_on_every_rank():
-    for rank, message in enumerate(run_ranks(sizes_differ, 2, timeout=50)):
+    for rank, message in enumerate(run_ranks(mismatched, 2, "sizes", timeout=50)):
         assert "does not match" in message and "shape=[1048576]" in message \
             and "shape=[2097152]" in message, f"rank {rank}: {message}"
 
@@ -192,23 +199,9 @@ def test_a_call_given_up_by_a_peer_fails_instead_of_reading_its_next_call():
         assert "wrong" not in outcomes and "exact" not in outcomes, f"rank {rank}: {outcomes}"
 
 
-def chunks_differ(rank, world):
-    from dtrain.distributed import DistMismatchError, fastpath
-    dist = init()
-    if rank == 1:  # as if this rank saw another CPU count
-        fastpath.chunk_bytes = lambda ranks: 256 << 10
-    try:
-        dist.all_reduce(np.ones(MB, np.float32))
-    except DistMismatchError as e:
-        return str(e)
-    finally:
-        dist.destroy_process_group()
-    return "no error"
-
-
 @pytest.mark.timeout(60)
 def test_ranks_that_would_cut_chunks_differently_raise():
-    for rank, message in enumerate(run_ranks(chunks_differ, 2, timeout=50)):
+    for rank, message in enumerate(run_ranks(mismatched, 2, "chunks", timeout=50)):
         assert "chunks of" in message and "cpu_count" in message, f"rank {rank}: {message}"
 
 
