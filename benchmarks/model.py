@@ -37,7 +37,7 @@ from dtrain.distributed.shm import MAILBOX_BYTES, chunk_bytes
 
 
 def chunks(n, m):
-    """Chunks of fastpath.large_all_reduce at n ranks (m: bytes, or an array of them; n: an int
+    """Chunks of slots.large_all_reduce at n ranks (m: bytes, or an array of them; n: an int
     or an array like m)."""
     size = np.vectorize(chunk_bytes)(n)
     return np.maximum(1, np.ceil(np.asarray(m) / size))
@@ -48,7 +48,7 @@ MODELS = {
     # fastpath._all_reduce: publish to the own mailbox, poll n-1 peers, combine n parts
     "mailbox": [("alpha", lambda n, m: 1), ("alpha_peer", lambda n, m: n - 1),
                 ("beta_mem", lambda n, m: n * m)],
-    # fastpath.large_all_reduce: per chunk one wait on the n-1 peers' counters (two from three
+    # slots.large_all_reduce: per chunk one wait on the n-1 peers' counters (two from three
     # ranks: "put", then "reduced"); each rank reads 3m (copy-in, both slots) at two ranks,
     # else (3n-2)/n m (copy-in but its portion, its portion of n slots, copy-out but its own)
     "shared": [("alpha", lambda n, m: chunks(n, m)),

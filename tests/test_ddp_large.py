@@ -57,7 +57,7 @@ def test_large_buckets_hold_the_exact_mean(shm, as_view):
 
 
 def test_chunks_cut_the_concatenation_of_the_parts():
-    from dtrain.distributed.fastpath import _chunked
+    from dtrain.distributed.slots import _chunked
     parts = [np.arange(5), np.arange(5, 5), np.arange(5, 12), np.arange(12, 13)]
     chunks = _chunked(parts, 4)
     assert [c[-1] for c in chunks] == [4, 4, 4, 1]

@@ -1,4 +1,4 @@
-"""Large all_reduces between the processes of one host (fastpath.large_all_reduce): through
+"""Large all_reduces between the processes of one host (slots.large_all_reduce): through
 shared-memory slots announced by counters, in the caller's thread, or on the group's worker
 thread for async_op=True, so that the caller goes on and ranks may mix the two."""
 import threading
@@ -118,13 +118,13 @@ def test_destroying_the_group_fails_an_async_call_still_waiting():
 def mismatched(rank, world, case):
     """Rank 1 passes twice the elements ("sizes"), or cuts them into other chunks, as if it
     saw another CPU count ("chunks")."""
-    from dtrain.distributed import DistMismatchError, fastpath
+    from dtrain.distributed import DistMismatchError, slots
     dist = init()
     size = MB
     if rank == 1 and case == "sizes":
         size = 2 * MB
     elif rank == 1:
-        fastpath.chunk_bytes = lambda ranks: 256 << 10
+        slots.chunk_bytes = lambda ranks: 256 << 10
     try:
         dist.all_reduce(np.ones(size, np.float32))
     except DistMismatchError as e:

@@ -2,7 +2,7 @@
 
 Each process makes one anonymous shared-memory file (memfd) when its engine starts: one lane per
 process group (ids below LANES), each lane SLOTS slots of SLOT_BYTES for large all_reduces, two
-mailboxes for small collectives, and two progress counters (fastpath.py). Its peers on the same
+mailboxes for small collectives, and two progress counters (slots.py). Its peers on the same
 host map that file through /proc/<pid>/fd/<fd>, read-only. Only the same user may open it,
 nothing is ever named in /dev/shm, and the memory goes away with the last process that maps it,
 however the processes end. Pages are allocated on first touch, so the file's size reserves
@@ -27,7 +27,7 @@ import numpy as np
 from .errors import DistBackendError
 
 SLOT_BYTES = 1 << 20
-SLOTS = 3  # a slot is rewritten only once every peer has read it (fastpath.py says why)
+SLOTS = 3  # a slot is rewritten only once every peer has read it (slots.py says why)
 MAILBOX_BYTES = 64 << 10  # the largest payload of a small collective
 _BOX_HEAD = 4096          # a mailbox's flag, header length and header (fastpath.py)
 _BOX = _BOX_HEAD + MAILBOX_BYTES
@@ -51,7 +51,7 @@ STORES_IN_ORDER = platform.machine() == "x86_64"
 
 def chunk_bytes(ranks):
     """How much a large all_reduce among ``ranks`` processes of this host moves per step
-    (fastpath.py). Measured (16 MB, world 2 and 4 on 2 cores): with a core per rank, half a
+    (slots.py). Measured (16 MB, world 2 and 4 on 2 cores): with a core per rank, half a
     slot, 512 KB, pipelines best (2.0 ms against 3.5 with 1 MB); with more ranks than cores,
     where every wait may cost a context switch, a whole slot (5.2-5.6 ms against 5.8-6.4).
     Every rank must choose alike: so the host's CPU count, not this process's affinity."""
@@ -81,6 +81,12 @@ def wake_word(flag):
     """Wake every process sleeping in ``wait_word`` on ``flag``."""
     _libc.syscall(_FUTEX, ctypes.c_void_p(flag.ctypes.data), _FUTEX_WAKE,
                   ctypes.c_int(2**31 - 1), None, None, 0)
+
+
+def publish(word, value):
+    """Store ``value`` in the int64 ``word`` (in shared memory) and wake whoever waits on it."""
+    word[0] = value
+    wake_word(word)
 
 
 def ring_bell(bell):
