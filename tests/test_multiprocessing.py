@@ -313,6 +313,45 @@ def test_interrupted_parent_stops_children(tmp_path, signum):
         assert not pid_exists(int(path.read_text())), "a child outlived the parent"
 
 
+INTERRUPTED_AT_START = """
+import multiprocessing.context, os, signal, sys, time
+import dtrain.multiprocessing as mp
+
+def sleep(i, directory):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with open(os.path.join(directory, f"{i}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)
+
+start = multiprocessing.context.SpawnProcess.start
+
+def start_then_interrupt(self):
+    start(self)  # the child runs: Ctrl-C comes in the moment start() returns
+    if self.name.endswith("-2"):
+        raise KeyboardInterrupt
+
+if __name__ == "__main__":
+    multiprocessing.context.SpawnProcess.start = start_then_interrupt
+    try:
+        mp.spawn(sleep, args=(sys.argv[1],), nprocs=3)
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_an_interrupt_while_starting_stops_the_children_already_started(tmp_path):
+    (tmp_path / "run.py").write_text(INTERRUPTED_AT_START)
+    program = python(tmp_path, "run.py", str(tmp_path))
+    try:
+        out, err = program.communicate(timeout=30)
+    finally:
+        program.kill()
+        program.wait()
+    assert out == "interrupted\n", err
+    for path in tmp_path.glob("*.pid"):  # a child stopped before it wrote its file is gone too
+        assert not pid_exists(int(path.read_text())), f"child {path.stem} outlived the parent"
+
+
 # --- compared with torch
 
 

@@ -329,13 +329,14 @@ def start_processes(fn, args=(), nprocs=1, join=True, daemon=False, start_method
             error_readers.append(reader)
             process = context.Process(target=_child_main, args=(payload, index, writer),
                                       daemon=daemon)
+            processes.append(process)  # first: Ctrl-C as start() returns must stop it too
             try:
                 process.start()
             finally:
                 writer.close()  # the child holds its own copy; ours would hide its EOF
-            processes.append(process)
     except BaseException:
-        ProcessContext(processes, error_readers)._stop(grace_period=None)
+        started = [p for p in processes if p.pid is not None]
+        ProcessContext(started, error_readers)._stop(grace_period=None)
         raise
     process_context = ProcessContext(processes, error_readers)
     if not join:
