@@ -252,4 +252,6 @@ def destroyed_behind_an_engine_call(rank, world):
 def test_destroy_fails_a_call_queued_behind_an_engine_call_at_once():
     took, errors = run_ranks(destroyed_behind_an_engine_call, 2, timeout=50)[0]
     assert len(errors) == 2, errors
-    assert took < 3.0, f"destroy_process_group took {took:.1f} s"
+    # the all_gather's message to rank 1 may keep its socket lingering up to 3 s (transport.py);
+    # a worker left waiting would hold destroy for its 10 s join
+    assert took < 6.0, f"destroy_process_group took {took:.1f} s"
