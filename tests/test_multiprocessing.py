@@ -289,6 +289,9 @@ def sleep(i, directory):
     time.sleep(60)
 
 if __name__ == "__main__":
+    # as from a terminal: a shell without job control starts background jobs with SIGINT
+    # ignored, and Python then leaves it so (CI may run the tests that way)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     mp.spawn(sleep, args=(sys.argv[1],), nprocs=2)
 """
 
