@@ -37,13 +37,13 @@ import time
 import numpy as np
 
 from . import collectives, wire
-from .slots import large_all_reduce
 from .collective_run import PROBE_AFTER, mismatch, signature_of
 from .errors import (DistBackendError, DistError, DistMismatchError, DistPeerError,
                      DistTimeoutError)
 from .liveness import report_stall, stall_seconds
 from .shm import (CHECK_EVERY, CPUS, MAILBOX_BYTES, SPINS, STORES_IN_ORDER, publish,
                   wait_word)
+from .slots import large_all_reduce
 
 # measured: with more ranks than CPUs, a rank that yields its CPU a few times before sleeping
 # on a peer's flag or counter finishes sooner (world 4 on 2 cores, 3 alternating runs each:

@@ -38,9 +38,9 @@ def large_all_reduce(ex, buf, op):
     shared.chunk_count[group] = first + len(chunks)
     lanes = [shared.lanes[r] for r in run.ranks]
     put, reduced = lanes[me].progress(group)
-    peers = {run.ranks[k]: lanes[k].progress(group) for k in range(n) if k != me}
-    peers_put = {r: counters[0] for r, counters in peers.items()}
-    peers_reduced = {r: counters[1] for r, counters in peers.items()}
+    peers = [(run.ranks[k], *lanes[k].progress(group)) for k in range(n) if k != me]
+    peers_put = {r: put_k for r, put_k, _ in peers}
+    peers_reduced = {r: reduced_k for r, _, reduced_k in peers}
 
     def portion(count, k):
         """Elements lo..hi of a chunk of ``count``: rank k's to reduce (none with two ranks)."""
